@@ -1,0 +1,349 @@
+"""The study's typed configuration: every knob, its default and its check, in one place.
+
+A study is a YAML file (see ``search_spaces/``). ``load_config`` reads it, applies ``--set key=value`` overrides,
+and validates the whole thing before any work starts: every problem is collected, each as one line that names the
+key and says what to put there, and they are raised together as a ``ConfigError``.
+
+Each method's hyper-parameter takes one of these forms:
+    lr: 0.01                         fixed
+    lr: [0.003, 0.01, 0.03]          a grid (every value is run)
+    lr: {loguniform: [1e-4, 1e-1]}   sampled (search.algorithm random or optuna)
+    lr: {uniform: [0.5, 0.99]}       sampled
+    lr: {choice: [16, 32, 64]}       sampled
+"""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+METHODS = ("lp", "ft", "lpft")
+SEARCH_ALGORITHMS = ("grid", "random", "optuna")
+SCHEDULERS = ("fifo", "asha")
+DISTRIBUTIONS = ("loguniform", "uniform", "choice")
+
+_FT_PARAMS = {"lr": (float, 0.01), "epochs": (int, 10), "batch_size": (int, 64), "momentum": (float, 0.9),
+              "weight_decay": (float, 0.0)}
+# Per method: hyper-parameter -> (type, default). The only place these names and defaults live.
+METHOD_PARAMS: dict[str, dict[str, tuple[type, Any]]] = {
+    "lp": {"l2": (float, 1e-3)},
+    "ft": dict(_FT_PARAMS),
+    "lpft": {**_FT_PARAMS, "lr": (float, 0.001)},
+}
+_POSITIVE = {"lr", "epochs", "batch_size", "l2"}
+
+
+class ConfigError(ValueError):
+    """A study configuration is invalid; each element of ``problems`` is one line naming a key and the fix."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class Param:
+    """One hyper-parameter's search space: ``fixed``, ``grid`` or a distribution."""
+
+    kind: str
+    values: tuple
+
+    @property
+    def is_sampled(self) -> bool:
+        return self.kind in DISTRIBUTIONS
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    algorithm: str = "grid"
+    num_samples: int = 1
+    scheduler: str = "fifo"
+    grace_epochs: int = 2
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent_trials: int = 0
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+    benchmark: str = "glyphs"
+    backbone: str = "glyphnet"
+    seeds: tuple[int, ...] = (0,)
+    methods: dict[str, dict[str, Param]] = field(default_factory=dict)
+    lpft_head_l2: tuple[float, ...] = ()
+    search: SearchConfig = SearchConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+    results_dir: Path = Path("results")
+    cache_dir: Path | None = None
+    tracking_uri: str | None = None
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def study_dir(self) -> Path:
+        return self.results_dir / self.name
+
+    def to_dict(self) -> dict:
+        """The resolved configuration, as YAML-able plain data (what the study ran with)."""
+        return copy.deepcopy(self.raw)
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] = (), **settings) -> StudyConfig:
+    """Read a study YAML, apply ``key.sub=value`` overrides and keyword settings, validate everything."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([f"{path}: no such config file; pass a YAML from search_spaces/, e.g. "
+                           "search_spaces/quickstart.yaml"])
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"{path}:{where} is not valid YAML ({getattr(error, 'problem', error)}); "
+                           "fix the syntax there"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}: expected a mapping of settings at the top level, got {type(raw).__name__}"])
+    for override in overrides:
+        _apply_override(raw, override)
+    for key, value in settings.items():
+        if value is not None:
+            raw[key] = value
+    return parse_config(raw)
+
+
+def parse_config(raw: dict) -> StudyConfig:
+    """Validate a plain mapping into a ``StudyConfig``; raise one ``ConfigError`` listing every problem."""
+    problems: list[str] = []
+    check = _Checker(problems)
+    allowed = {"name", "benchmark", "backbone", "seeds", "methods", "lpft_head_l2", "search", "resources",
+               "results_dir", "cache_dir", "tracking_uri"}
+    check.unknown_keys(raw, allowed, "")
+    name = check.typed(raw, "name", str, None, required=True)
+    if isinstance(name, str) and (not name or any(c in name for c in "/\\ ")):
+        problems.append(f"name: {name!r} is not a valid study name; use letters, digits, '-' and '_'")
+    benchmark = check.registered(raw, "benchmark", "glyphs", _benchmark_names())
+    backbone = check.registered(raw, "backbone", "glyphnet", _backbone_names())
+    seeds = check.int_list(raw, "seeds", [0])
+    search = _parse_search(raw.get("search") or {}, check)
+    methods = _parse_methods(raw.get("methods"), search, check)
+    head_l2 = _parse_head_l2(raw, methods, check)
+    resources = _parse_resources(raw.get("resources") or {}, check)
+    results_dir = Path(check.typed(raw, "results_dir", str, "results"))
+    cache_dir = check.typed(raw, "cache_dir", str, None)
+    tracking_uri = check.typed(raw, "tracking_uri", str, None)
+    if problems:
+        raise ConfigError(problems)
+    return StudyConfig(name=name, benchmark=benchmark, backbone=backbone, seeds=tuple(seeds), methods=methods,
+                       lpft_head_l2=head_l2, search=search, resources=resources, results_dir=results_dir,
+                       cache_dir=Path(cache_dir) if cache_dir else None, tracking_uri=tracking_uri,
+                       raw=copy.deepcopy(raw))
+
+
+def _benchmark_names() -> list[str]:
+    from study.data import list_benchmarks
+
+    return list_benchmarks()
+
+
+def _backbone_names() -> list[str]:
+    from study.models import list_backbones
+
+    return list_backbones()
+
+
+class _Checker:
+    """Small typed getters that record a problem instead of raising, so every problem is reported at once."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+
+    def unknown_keys(self, mapping: dict, allowed: set[str], prefix: str) -> None:
+        for key in mapping:
+            if key not in allowed:
+                self.problems.append(f"{prefix}{key}: unknown key; expected one of {', '.join(sorted(allowed))}")
+
+    def typed(self, mapping: dict, key: str, kind: type, default, *, prefix: str = "", required: bool = False):
+        if key not in mapping or mapping[key] is None:
+            if required:
+                self.problems.append(f"{prefix}{key}: missing; add `{key}: ...` to the config")
+            return default
+        value = mapping[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            self.problems.append(f"{prefix}{key}: expected {kind.__name__}, got {value!r}")
+            return default
+        return value
+
+    def registered(self, mapping: dict, key: str, default: str, names: list[str]) -> str:
+        value = self.typed(mapping, key, str, default)
+        if value not in names:
+            self.problems.append(f"{key}: unknown {key} {value!r}; choose one of {', '.join(names)}")
+        return value
+
+    def int_list(self, mapping: dict, key: str, default: list[int], *, prefix: str = "") -> list[int]:
+        value = mapping.get(key, default)
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            self.problems.append(f"{prefix}{key}: expected a list of integers, e.g. [0, 1, 2], got {value!r}")
+            return default
+        if not value:
+            self.problems.append(f"{prefix}{key}: empty list; give at least one value")
+        return value
+
+    def choice(self, mapping: dict, key: str, default: str, options: tuple[str, ...], prefix: str) -> str:
+        value = self.typed(mapping, key, str, default, prefix=prefix)
+        if value not in options:
+            self.problems.append(f"{prefix}{key}: {value!r} is not one of {', '.join(options)}")
+        return value
+
+
+def _parse_search(raw: Any, check: _Checker) -> SearchConfig:
+    if not isinstance(raw, dict):
+        check.problems.append(f"search: expected a mapping, got {raw!r}")
+        return SearchConfig()
+    check.unknown_keys(raw, {"algorithm", "num_samples", "scheduler", "grace_epochs"}, "search.")
+    search = SearchConfig(
+        algorithm=check.choice(raw, "algorithm", "grid", SEARCH_ALGORITHMS, "search."),
+        num_samples=check.typed(raw, "num_samples", int, 1, prefix="search."),
+        scheduler=check.choice(raw, "scheduler", "fifo", SCHEDULERS, "search."),
+        grace_epochs=check.typed(raw, "grace_epochs", int, 2, prefix="search."),
+    )
+    if search.num_samples < 1:
+        check.problems.append("search.num_samples: must be at least 1")
+    return search
+
+
+def _parse_resources(raw: Any, check: _Checker) -> ResourcesConfig:
+    if not isinstance(raw, dict):
+        check.problems.append(f"resources: expected a mapping, got {raw!r}")
+        return ResourcesConfig()
+    check.unknown_keys(raw, {"cpus_per_trial", "gpus_per_trial", "max_concurrent_trials"}, "resources.")
+    resources = ResourcesConfig(
+        cpus_per_trial=check.typed(raw, "cpus_per_trial", float, 1.0, prefix="resources."),
+        gpus_per_trial=check.typed(raw, "gpus_per_trial", float, 0.0, prefix="resources."),
+        max_concurrent_trials=check.typed(raw, "max_concurrent_trials", int, 0, prefix="resources."),
+    )
+    if resources.cpus_per_trial <= 0:
+        check.problems.append("resources.cpus_per_trial: must be positive, e.g. 1")
+    if resources.gpus_per_trial < 0:
+        check.problems.append("resources.gpus_per_trial: must be 0 or more")
+    return resources
+
+
+def _parse_methods(raw: Any, search: SearchConfig, check: _Checker) -> dict[str, dict[str, Param]]:
+    if not isinstance(raw, dict) or not raw:
+        check.problems.append(f"methods: expected a mapping of one or more of {', '.join(METHODS)}, "
+                              f"e.g. `methods: {{ft: {{lr: [0.01]}}}}`")
+        return {}
+    methods = {}
+    for method, params in raw.items():
+        if method not in METHODS:
+            check.problems.append(f"methods.{method}: unknown method; choose from {', '.join(METHODS)}")
+            continue
+        params = params or {}
+        if not isinstance(params, dict):
+            check.problems.append(f"methods.{method}: expected a mapping of hyper-parameters, got {params!r}")
+            continue
+        known = METHOD_PARAMS[method]
+        check.unknown_keys(params, set(known), f"methods.{method}.")
+        methods[method] = {
+            key: _parse_param(params.get(key, default), kind, f"methods.{method}.{key}", search, check)
+            for key, (kind, default) in known.items()
+        }
+    return methods
+
+
+def _parse_param(value: Any, kind: type, where: str, search: SearchConfig, check: _Checker) -> Param:
+    if isinstance(value, dict):
+        param = _parse_distribution(value, kind, where, check)
+        if param.is_sampled and search.algorithm == "grid":
+            check.problems.append(f"{where}: a {param.kind} distribution needs search.algorithm random or optuna; "
+                                  "use a list for a grid")
+        return param
+    values = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and not value:
+        check.problems.append(f"{where}: empty grid; give at least one value")
+        return Param("grid", ())
+    values = [_coerce(v, kind, where, check) for v in values]
+    return Param("grid" if isinstance(value, list) else "fixed", tuple(values))
+
+
+def _parse_distribution(value: dict, kind: type, where: str, check: _Checker) -> Param:
+    if len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
+        check.problems.append(f"{where}: expected one of {{{': [...], '.join(DISTRIBUTIONS)}: [...]}}, got {value!r}")
+        return Param("fixed", ())
+    dist, bounds = next(iter(value.items()))
+    if not isinstance(bounds, list) or not bounds:
+        check.problems.append(f"{where}.{dist}: expected a non-empty list, got {bounds!r}")
+        return Param(dist, ())
+    if dist == "choice":
+        return Param(dist, tuple(_coerce(v, kind, where, check) for v in bounds))
+    if kind is not float or len(bounds) != 2:
+        check.problems.append(f"{where}.{dist}: expected [low, high] for a float hyper-parameter, got {bounds!r}")
+        return Param(dist, ())
+    low, high = (_coerce(v, float, where, check) for v in bounds)
+    if not low < high or (dist == "loguniform" and low <= 0):
+        check.problems.append(f"{where}.{dist}: need 0 < low < high for loguniform (low < high for uniform), "
+                              f"got {bounds!r}")
+    return Param(dist, (low, high))
+
+
+def _coerce(value: Any, kind: type, where: str, check: _Checker):
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = float(value)
+    elif kind is float and isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, kind) or isinstance(value, bool):
+        check.problems.append(f"{where}: expected {kind.__name__} values, got {value!r}")
+        return value
+    if where.rsplit(".", 1)[-1] in _POSITIVE and value <= 0:
+        check.problems.append(f"{where}: must be positive, got {value!r}")
+    return value
+
+
+def _parse_head_l2(raw: dict, methods: dict[str, dict[str, Param]], check: _Checker) -> tuple[float, ...]:
+    """L2 values the LP stage of LP-FT sweeps; defaults to the LP grid."""
+    if "lpft" not in methods:
+        return ()
+    value = raw.get("lpft_head_l2")
+    if value is None:
+        lp = methods.get("lp", {}).get("l2")
+        if lp is None or lp.is_sampled:
+            check.problems.append("lpft_head_l2: LP-FT needs the L2 values of its LP stage; add "
+                                  "`lpft_head_l2: [1e-4, 1e-3, 1e-2]` or an LP grid under methods.lp.l2")
+            return ()
+        return lp.values
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        check.problems.append("lpft_head_l2: empty list; give at least one L2 value")
+    return tuple(_coerce(v, float, "lpft_head_l2", check) for v in values)
+
+
+def _apply_override(raw: dict, override: str) -> None:
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise ConfigError([f"--set {override!r}: expected key=value, e.g. --set seeds=[0,1]"])
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError([f"--set {override!r}: the value is not valid YAML"]) from None
+    node = raw
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError([f"--set {override!r}: {part} is not a mapping in the config"])
+    node[leaf] = value

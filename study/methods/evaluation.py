@@ -1,0 +1,71 @@
+"""What a method yields after every epoch, and how a model is scored on every split."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from study.data import Benchmark, loader
+
+
+class Diverged(RuntimeError):
+    """The training loss became non-finite; the trial ends as ``diverged`` and is never selected."""
+
+    def __init__(self, epoch: int, loss: float):
+        super().__init__(f"training loss became {loss} in epoch {epoch}")
+        self.epoch, self.loss = epoch, loss
+
+
+@dataclass
+class EpochResult:
+    """Accuracy (percent) and mean loss per split after ``epoch`` epochs; epoch 0 is the starting point.
+
+    ``state`` is everything needed to resume after this epoch (model, optimizer, schedule), or None.
+    """
+
+    epoch: int
+    splits: dict[str, dict[str, float]]
+    train_loss: float | None = None
+    extras: dict[str, float] = field(default_factory=dict)
+    state: dict | None = None
+
+    def flat(self) -> dict[str, float]:
+        """One flat dict, ``{"id_val/acc": ..., "id_val/loss": ..., "train/loss": ..., "epoch": ...}``."""
+        out = {"epoch": self.epoch}
+        for split, values in self.splits.items():
+            out.update({f"{split}/{name}": value for name, value in values.items()})
+        if self.train_loss is not None:
+            out["train/loss"] = self.train_loss
+        out.update(self.extras)
+        return out
+
+
+def check_finite(loss: torch.Tensor, epoch: int) -> None:
+    if not torch.isfinite(loss):
+        raise Diverged(epoch, loss.item())
+
+
+def score(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Accuracy in percent and mean cross-entropy of one split's logits."""
+    return {"acc": 100.0 * (logits.argmax(1) == labels).float().mean().item(),
+            "loss": F.cross_entropy(logits, labels).item()}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, benchmark: Benchmark, *, batch_size: int = 512, device="cpu",
+             num_workers: int = 0) -> dict[str, dict[str, float]]:
+    """Score ``model`` on every evaluation split of ``benchmark`` (model left in eval mode)."""
+    model.eval()
+    results = {}
+    for split in benchmark.eval_splits:
+        correct = total = loss = 0.0
+        for images, labels in loader(benchmark.splits[split], batch_size, num_workers=num_workers):
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            logits = model(images).float()
+            loss += F.cross_entropy(logits, labels, reduction="sum").item()
+            correct += (logits.argmax(1) == labels).sum().item()
+            total += len(labels)
+        results[split] = {"acc": 100.0 * correct / total, "loss": loss / total}
+    return results

@@ -1,0 +1,68 @@
+"""Full fine-tuning: every weight, head included, by SGD with momentum on a cosine schedule.
+
+Reads top to bottom: set up the optimizer and schedule, score the starting point (epoch 0), then per epoch train
+on the ID train split and score every split. Each yielded result carries the state needed to resume after it.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from study.data import TRAIN, Benchmark, loader
+from study.methods.evaluation import EpochResult, check_finite, evaluate
+
+
+def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int, batch_size: int = 64,
+              momentum: float = 0.9, weight_decay: float = 0.0, seed: int = 0, device="cpu",
+              freeze_bn: bool = False, resume: dict | None = None, extras: dict | None = None,
+              eval_batch_size: int = 512, num_workers: int = 0) -> Iterator[EpochResult]:
+    """Fine-tune ``model`` (its head already set) for ``epochs`` epochs, yielding one result per epoch.
+
+    ``weight_decay`` is FT's L2 strength. ``freeze_bn`` keeps batch-norm layers in eval mode (LP-FT's FT stage).
+    ``resume`` is the ``state`` of an earlier result: training continues after that epoch, as if never stopped.
+    """
+    extras = dict(extras or {})
+    model.to(device)
+    train_set = benchmark.splits[TRAIN]
+    steps_per_epoch = len(train_set) // batch_size
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
+    start = 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        schedule.load_state_dict(resume["schedule"])
+        start, extras = resume["epoch"], resume.get("extras", extras)
+    else:
+        yield _scored(model, benchmark, 0, None, extras, device, eval_batch_size, num_workers)
+
+    for epoch in range(start + 1, epochs + 1):
+        # 1. LP-FT trains with batch norm in eval mode: the pretrained running statistics stay as they are.
+        model.train(not freeze_bn)
+        # 2. The shuffle is seeded per epoch, so a resumed trial sees the batches an uninterrupted one would.
+        batches = loader(train_set, batch_size, shuffle=True, seed=seed * 100_003 + epoch, drop_last=True,
+                         num_workers=num_workers)
+        loss_sum = torch.zeros((), device=device)
+        for images, labels in batches:
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            loss = F.cross_entropy(model(images), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            loss_sum += loss.detach()
+        train_loss = loss_sum / steps_per_epoch
+        check_finite(train_loss, epoch)  # one sync per epoch; a NaN stays NaN through the sum
+        result = _scored(model, benchmark, epoch, train_loss.item(), extras, device, eval_batch_size, num_workers)
+        result.state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "schedule": schedule.state_dict(), "epoch": epoch, "extras": extras}
+        yield result
+
+
+def _scored(model, benchmark, epoch, train_loss, extras, device, batch_size, num_workers) -> EpochResult:
+    splits = evaluate(model, benchmark, batch_size=batch_size, device=device, num_workers=num_workers)
+    head_norm = model.get_classifier().weight.norm().item()
+    return EpochResult(epoch=epoch, splits=splits, train_loss=train_loss, extras={**extras, "head_norm": head_norm})
