@@ -24,6 +24,11 @@ class Benchmark:
     splits: dict[str, Dataset]
     fingerprint: str
 
+    def set_transform(self, transform: Callable) -> None:
+        """Make every split apply ``transform`` (the backbone's eval transform) to its images."""
+        for dataset in self.splits.values():
+            dataset.transform = transform
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)

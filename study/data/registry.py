@@ -23,7 +23,7 @@ def list_benchmarks() -> list[str]:
 
 
 def create_benchmark(name: str, *, transform=None, cache_dir=None, **options) -> Benchmark:
-    """Build benchmark ``name``; ``transform`` is the backbone's eval transform, applied to every split."""
+    """Build benchmark ``name``; ``transform`` (or a later ``set_transform``) is the backbone's eval transform."""
     if name not in _BENCHMARKS:
         raise KeyError(f"unknown benchmark {name!r}; choose one of {', '.join(list_benchmarks())}")
     return _BENCHMARKS[name](transform=transform, cache_dir=cache_dir, **options)

@@ -32,13 +32,13 @@ class EpochResult:
     state: dict | None = None
 
     def flat(self) -> dict[str, float]:
-        """One flat dict, ``{"id_val/acc": ..., "id_val/loss": ..., "train/loss": ..., "epoch": ...}``."""
+        """One flat dict: ``{"epoch": 1, "id_val/acc": ..., "id_val/loss": ..., "train/loss": ..., "extra/...": ...}``."""
         out = {"epoch": self.epoch}
         for split, values in self.splits.items():
             out.update({f"{split}/{name}": value for name, value in values.items()})
         if self.train_loss is not None:
             out["train/loss"] = self.train_loss
-        out.update(self.extras)
+        out.update({f"extra/{name}": value for name, value in self.extras.items()})
         return out
 
 

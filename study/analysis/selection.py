@@ -1,0 +1,87 @@
+"""Model selection over the results table: hyper-parameters *and* epoch, per method.
+
+``select(table, method, rule)`` is the one rule the study uses, with two criteria:
+
+- ``id_val`` (the paper's rule): ID validation accuracy.
+- ``ood_oracle`` (the ablation): the mean of the OOD validation accuracies, i.e. peeking at the shift.
+
+For each method, every (hyper-parameter configuration, epoch) is scored by the criterion averaged over seeds;
+the highest wins, ties going to the first configuration in table order and then the earliest epoch. Only
+configurations whose every seed finished are eligible: a configuration that diverged or failed on any seed is
+never picked. Epoch 0 (the untrained starting point) is never a candidate. The selected (configuration, epoch)
+is then reported on every test split as mean, sample standard deviation and count over its seeds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from study.results import hparam_columns
+
+RULES = ("id_val", "ood_oracle")
+OOD_AVG = "ood_avg"
+
+
+@dataclass(frozen=True)
+class Selection:
+    method: str
+    rule: str
+    config: dict
+    epoch: int
+    criterion: float
+    splits: dict[str, dict[str, float]]  # split -> {"mean", "std", "n"}
+    trial_ids: tuple[str, ...]
+
+
+def ood_splits(table: pd.DataFrame, part: str) -> list[str]:
+    """OOD split names of one part (``val`` or ``test``), as they appear in the table."""
+    names = sorted(set(table["split"]))
+    return [name for name in names if name.endswith(f"_{part}") and name != f"id_{part}"]
+
+
+def select(table: pd.DataFrame, method: str, rule: str = "id_val") -> Selection | None:
+    """The selected configuration and epoch of ``method`` under ``rule``, or None if nothing is eligible."""
+    if rule not in RULES:
+        raise ValueError(f"unknown selection rule {rule!r}; use one of {RULES}")
+    rows = table[table["method"] == method]
+    keys = [column for column in hparam_columns(rows) if rows[column].notna().all()]
+    wide = _accuracy_per_epoch(rows[rows["outcome"] == "finished"], keys)
+    wide = wide[wide.index.get_level_values("epoch") >= 1]
+    complete = _complete_configs(rows, keys)
+    wide = wide[[_key(index, keys) in complete for index in wide.index]]
+    if wide.empty:
+        return None
+    val_splits = ["id_val"] if rule == "id_val" else ood_splits(table, "val")
+    wide = wide.assign(_criterion=wide[val_splits].mean(axis=1))
+    by_candidate = wide.groupby(keys + ["epoch"], sort=False)["_criterion"].mean()
+    best = by_candidate.idxmax()
+    best = best if isinstance(best, tuple) else (best,)
+    chosen = wide.xs(best, level=keys + ["epoch"], drop_level=False)
+    config = {key: value.item() if hasattr(value, "item") else value for key, value in zip(keys, best[:-1])}
+    return Selection(method=method, rule=rule, config=config, epoch=int(best[-1]),
+                     criterion=float(by_candidate.max()), splits=_summary(chosen, table),
+                     trial_ids=tuple(chosen.index.get_level_values("trial_id")))
+
+
+def _accuracy_per_epoch(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per (configuration, seed, epoch), one column per split's accuracy."""
+    return rows.pivot_table(index=keys + ["seed", "trial_id", "epoch"], columns="split", values="accuracy",
+                            sort=False)
+
+
+def _complete_configs(rows: pd.DataFrame, keys: list[str]) -> set[tuple]:
+    outcomes = rows.groupby(keys, sort=False)["outcome"].agg(lambda values: set(values) == {"finished"})
+    return {index if isinstance(index, tuple) else (index,) for index, ok in outcomes.items() if ok}
+
+
+def _key(index: tuple, keys: list[str]) -> tuple:
+    return tuple(index[: len(keys)])
+
+
+def _summary(chosen: pd.DataFrame, table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    tests = ood_splits(table, "test")
+    per_seed = chosen[["id_test", *tests]].assign(**{OOD_AVG: chosen[tests].mean(axis=1)})
+    return {split: {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                    "n": int(values.count())}
+            for split, values in per_seed.items()}

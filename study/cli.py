@@ -1,0 +1,100 @@
+"""The `study` command: run a study, redraw its report.
+
+    study run search_spaces/quickstart.yaml          run a study (Ray Tune, logged to MLflow), print its tables
+    study run search_spaces/smoke.yaml --set seeds=[0,1] --name smoke2
+    study report results/quickstart                  redraw the tables from the results table, no rerun
+    study report results/quickstart --json           the same as one JSON object
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.command(args)
+    except UserError as error:
+        for line in str(error).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+class UserError(Exception):
+    """Bad input: printed as one line per problem, exit code 2, no traceback."""
+
+
+def _run(args) -> int:
+    from study.config import ConfigError, load_config
+
+    try:
+        study = load_config(args.config, args.set, name=args.name, results_dir=args.results_dir,
+                            tracking_uri=args.tracking_uri, cache_dir=args.cache_dir)
+    except ConfigError as error:
+        raise UserError(str(error)) from None
+    from study.tune.runner import StudyExists, run_study
+
+    try:
+        report, text = run_study(study, progress=not args.no_progress)
+    except StudyExists as error:
+        raise UserError(str(error)) from None
+    print(json.dumps(report, indent=2) if args.json else text)
+    print(f"\nResults: {study.study_dir}   MLflow: mlflow ui --backend-store-uri "
+          f"sqlite:///{study.results_dir}/mlflow.db" if not args.json else "", file=sys.stderr)
+    return 0
+
+
+def _report(args) -> int:
+    from study.analysis.report import write_report
+    from study.results import read_table
+
+    folder = Path(args.study_dir)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such study folder; pass results/<study name> as written by `study run`")
+    try:
+        table = read_table(folder)
+    except FileNotFoundError as error:
+        raise UserError(str(error)) from None
+    report, text, _ = write_report(folder, table)
+    print(json.dumps(report, indent=2) if args.json else text)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="study", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a study from a YAML search space",
+                              description="Run LP, FT and LP-FT trials on Ray Tune as the YAML says; write the "
+                                          "results table, log to MLflow, print the selection tables.")
+    run.add_argument("config", help="a study YAML, e.g. search_spaces/quickstart.yaml")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config value, e.g. --set seeds=[0,1] --set methods.ft.lr=[0.01]")
+    run.add_argument("--name", help="study name (default: the YAML's `name`)")
+    run.add_argument("--results-dir", help="results root (default: the YAML's `results_dir`, else ./results)")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                                            "sqlite:///<results-dir>/mlflow.db)")
+    run.add_argument("--cache-dir", help="cache for data, backbones and features (default: $LPFT_CACHE_DIR, "
+                                         "else ~/.cache/lpft-study)")
+    run.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.set_defaults(command=_run)
+
+    report = commands.add_parser("report", help="redraw a study's tables from its results table",
+                                 description="Read <study dir>/results.parquet, select by ID val and by the OOD "
+                                             "oracle, print the tables (or --json). Nothing is rerun.")
+    report.add_argument("study_dir", help="a study folder, e.g. results/quickstart")
+    report.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    report.set_defaults(command=_report)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""One trial, Ray-free: build the benchmark and a seeded backbone, then run the named method."""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import torch
+
+from study.data import create_benchmark
+from study.methods.evaluation import EpochResult
+from study.methods.features import cached_features
+from study.methods.ft import fine_tune
+from study.methods.lp import linear_probe
+from study.methods.lpft import lp_ft
+from study.models import create_backbone
+
+
+def run_method(method: str, hparams: dict, *, benchmark: str, backbone: str, seed: int,
+               head_l2: Sequence[float] = (), cache_dir=None, device="cpu", resume: dict | None = None,
+               num_workers: int = 0) -> Iterator[EpochResult]:
+    """Yield ``method``'s per-epoch results for one hyper-parameter setting and seed.
+
+    The seed fixes the new head's initialisation and the order of the training data.
+    """
+    data = create_benchmark(benchmark, cache_dir=cache_dir)
+    torch.manual_seed(seed)
+    encoder = create_backbone(backbone, num_classes=data.num_classes, cache_dir=cache_dir)
+    data.set_transform(encoder.transform)
+    if method == "lp":
+        if resume is not None:  # LP has a single epoch: a checkpoint means it already reported
+            return
+        features = cached_features(encoder, data, cache_dir=cache_dir, device=device)
+        yield from linear_probe(features, num_classes=data.num_classes, **hparams)
+    elif method == "ft":
+        yield from fine_tune(encoder.model, data, seed=seed, device=device, resume=resume, num_workers=num_workers,
+                             **hparams)
+    elif method == "lpft":
+        features = None if resume else cached_features(encoder, data, cache_dir=cache_dir, device=device)
+        yield from lp_ft(encoder.model, data, features, head_l2=head_l2, seed=seed, device=device, resume=resume,
+                         num_workers=num_workers, **hparams)
+    else:
+        raise KeyError(f"unknown method {method!r}")

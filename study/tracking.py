@@ -1,0 +1,99 @@
+"""MLflow: one experiment and one parent run per study, one child run per trial.
+
+The tracking store is the config's ``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else a SQLite store under the
+results root (``results/mlflow.db``, artifacts in ``results/mlartifacts``), which ``mlflow ui`` opens with
+``--backend-store-uri sqlite:///results/mlflow.db``.
+
+Child runs are found by their ``trial_id`` tag before one is created, so a restored study reuses them.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from study.config import StudyConfig
+
+PARENT_TAG = "mlflow.parentRunId"
+
+
+def tracking_uri(study: StudyConfig) -> str:
+    if study.tracking_uri:
+        return study.tracking_uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{(study.results_dir / 'mlflow.db').resolve()}"
+
+
+def flatten(mapping: dict, prefix: str = "") -> dict[str, str]:
+    """Nested config → ``{"methods.ft.lr": "[0.01, 0.03]", ...}`` (MLflow params must be flat strings)."""
+    flat = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+class StudyTracker:
+    """The study's MLflow experiment and parent run, and the child runs of its trials."""
+
+    def __init__(self, uri: str, study_name: str, artifact_root: Path | None = None):
+        self.uri, self.study_name = uri, study_name
+        self.client = MlflowClient(uri)
+        experiment = self.client.get_experiment_by_name(study_name)
+        if experiment is None:
+            location = (artifact_root / study_name).resolve().as_uri() if artifact_root else None
+            self.experiment_id = self.client.create_experiment(study_name, artifact_location=location)
+        else:
+            self.experiment_id = experiment.experiment_id
+        self.parent_id: str | None = None
+
+    @classmethod
+    def for_study(cls, study: StudyConfig) -> "StudyTracker":
+        uri = tracking_uri(study)
+        local = uri.startswith("sqlite:") or uri.startswith("file:")
+        return cls(uri, study.name, study.results_dir / "mlartifacts" if local else None)
+
+    def start_parent(self, params: dict[str, str], tags: dict[str, str]) -> str:
+        """Find the study's parent run (on resume) or create it."""
+        found = self.client.search_runs([self.experiment_id], f"tags.lpft_role = 'study'", max_results=1)
+        if found:
+            self.parent_id = found[0].info.run_id
+            self.client.update_run(self.parent_id, status="RUNNING")
+            return self.parent_id
+        run = self.client.create_run(self.experiment_id, run_name=self.study_name,
+                                     tags={"lpft_role": "study", **tags})
+        self.parent_id = run.info.run_id
+        self.client.log_batch(self.parent_id, params=[Param(k, v[:6000]) for k, v in params.items()])
+        return self.parent_id
+
+    def end_parent(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.parent_id, status=status)
+
+    def log_artifacts(self, folder: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(self.parent_id, str(folder), artifact_path)
+
+    def child_run(self, trial_id: str, run_name: str, params: dict, tags: dict[str, str]) -> str:
+        """The child run of trial ``trial_id``: the existing one if any, else a new one with ``params``."""
+        query = f"tags.trial_id = '{trial_id}' and tags.`{PARENT_TAG}` = '{self.parent_id}'"
+        found = self.client.search_runs([self.experiment_id], query, max_results=1)
+        if found:
+            self.client.update_run(found[0].info.run_id, status="RUNNING")
+            return found[0].info.run_id
+        run = self.client.create_run(self.experiment_id, run_name=run_name,
+                                     tags={PARENT_TAG: self.parent_id, "trial_id": trial_id, **tags})
+        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        return run.info.run_id
+
+    def log_epoch(self, run_id: str, metrics: dict[str, float], epoch: int, timestamp_ms: int) -> None:
+        self.client.log_batch(run_id, metrics=[Metric(key, float(value), timestamp_ms, epoch)
+                                               for key, value in metrics.items()])
+
+    def end_child(self, run_id: str, outcome: str) -> None:
+        self.client.log_batch(run_id, tags=[RunTag("outcome", outcome)])
+        self.client.set_terminated(run_id, status="FAILED" if outcome == "failed" else "FINISHED")
