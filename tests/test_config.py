@@ -1,0 +1,97 @@
+"""Bad input: one line naming the key or path and the fix, exit code 2, no traceback."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from study.cli import main
+from study.config import ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
+
+
+def write(tmp_path, text: str) -> Path:
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    return path
+
+
+def run_cli(capsys, *argv) -> tuple[int, list[str]]:
+    code = main(list(argv))
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err
+
+
+def test_shipped_configs_are_valid():
+    for path in (ROOT / "search_spaces").glob("*.yaml"):
+        study = load_config(path)
+        assert study.methods and study.seeds
+
+
+def test_quickstart_is_the_paper_protocol_shape():
+    study = load_config(QUICKSTART)
+    assert set(study.methods) == {"lp", "ft", "lpft"} and len(study.seeds) >= 3
+    assert max(study.methods["lpft"]["lr"].values) < max(study.methods["ft"]["lr"].values)
+
+
+@pytest.mark.parametrize("text, key, fix", [
+    ("name: x\nmethods: {sgd: {lr: [0.1]}}", "methods.sgd", "choose from lp, ft, lpft"),
+    ("name: x\nbenchmark: imagenet-z\nmethods: {ft: {}}", "benchmark", "choose one of"),
+    ("name: x\nbackbone: resnet9000\nmethods: {ft: {}}", "backbone", "choose one of"),
+    ("name: x\nmethods: {ft: {lr: []}}", "methods.ft.lr", "give at least one value"),
+    ("name: x\nmethods: {ft: {lr: fast}}", "methods.ft.lr", "expected float"),
+    ("name: x\nmethods: {ft: {epochs: 2.5}}", "methods.ft.epochs", "expected int"),
+    ("name: x\nseeds: zero\nmethods: {ft: {}}", "seeds", "list of integers"),
+    ("name: x\nmethods: {ft: {lr: {loguniform: [1e-4, 1e-1]}}}", "methods.ft.lr", "random or optuna"),
+    ("name: x\nmethods: {ft: {lr: {loguniform: [0.1, 0.01]}}}\nsearch: {algorithm: optuna}",
+     "methods.ft.lr.loguniform", "low < high"),
+    ("name: x\nmethods: {ft: {lrr: [0.1]}}", "methods.ft.lrr", "unknown key"),
+    ("name: x\nmethods: {ft: {}}\nsearch: {algorithm: bayes}", "search.algorithm", "grid, random, optuna"),
+    ("methods: {ft: {}}", "name", "missing"),
+])
+def test_each_bad_config_gets_one_line_with_key_and_fix(tmp_path, capsys, text, key, fix):
+    code, err = run_cli(capsys, "run", str(write(tmp_path, text)))
+    assert code == 2
+    assert len(err) == 1, err
+    assert err[0].startswith(f"error: {key}:") and fix in err[0]
+
+
+def test_malformed_yaml_names_the_line(tmp_path, capsys):
+    code, err = run_cli(capsys, "run", str(write(tmp_path, "name: x\nmethods: {ft: [\n")))
+    assert code == 2 and len(err) == 1
+    assert "is not valid YAML" in err[0] and "line" in err[0]
+
+
+def test_missing_config_and_results_dir(tmp_path, capsys):
+    code, err = run_cli(capsys, "run", str(tmp_path / "nope.yaml"))
+    assert code == 2 and len(err) == 1 and "no such config file" in err[0]
+    code, err = run_cli(capsys, "report", str(tmp_path / "missing"))
+    assert code == 2 and len(err) == 1 and "no such study folder" in err[0]
+    (tmp_path / "empty").mkdir()
+    code, err = run_cli(capsys, "report", str(tmp_path / "empty"))
+    assert code == 2 and len(err) == 1 and "no results table" in err[0]
+
+
+def test_all_problems_are_reported_together():
+    with pytest.raises(ConfigError) as error:
+        parse_config({"name": "x", "seeds": [], "methods": {"ft": {"lr": [], "epochs": 0}}})
+    keys = [line.split(":")[0] for line in error.value.problems]
+    assert keys == ["seeds", "methods.ft.lr", "methods.ft.epochs"]
+
+
+def test_overrides_apply_and_are_checked(tmp_path):
+    study = load_config(QUICKSTART, ["seeds=[4]", "methods.ft.lr=[0.5]"], name="other")
+    assert study.seeds == (4,) and study.methods["ft"]["lr"].values == (0.5,) and study.name == "other"
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_config(QUICKSTART, ["seeds"])
+
+
+def test_console_script_prints_no_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "study.cli", "run", str(write(tmp_path, "name: x\nmethods: 3"))],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: methods: expected a mapping of one or more of lp, ft, lpft, e.g. `methods: {ft: {lr: [0.01]}}`"]

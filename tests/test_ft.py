@@ -1,0 +1,76 @@
+"""Fine-tuning and LP-FT as plain PyTorch loops."""
+import math
+
+import pytest
+import torch
+
+from study.methods import Diverged, cached_features, fine_tune, linear_probe, lp_ft
+from study.methods.lp import best_head, lp_sweep
+
+
+def test_ft_lowers_training_loss(backbone, small_glyphs):
+    results = list(fine_tune(backbone.model, small_glyphs, lr=0.03, epochs=3, batch_size=32, seed=0))
+    assert [r.epoch for r in results] == [0, 1, 2, 3]
+    losses = [r.train_loss for r in results[1:]]
+    assert losses[-1] < losses[0]
+    assert set(results[-1].splits) == set(small_glyphs.eval_splits)
+
+
+def test_ft_is_deterministic_and_resumes_where_it_stopped(cache_dir, small_glyphs):
+    from tests.conftest import make_backbone
+
+    def run(resume=None, stop_after=None):
+        model = make_backbone(cache_dir, small_glyphs.num_classes).model
+        out = []
+        for result in fine_tune(model, small_glyphs, lr=0.03, epochs=3, batch_size=32, seed=1, resume=resume):
+            out.append(result)
+            if result.epoch == stop_after:
+                return out, {k: v for k, v in result.state.items()}
+        return out, None
+
+    full, _ = run()
+    _, state = run(stop_after=1)
+    state = {k: (v if not isinstance(v, dict) else _clone(v)) for k, v in state.items()}
+    resumed, _ = run(resume=state)
+    assert [r.epoch for r in resumed] == [2, 3]
+    for a, b in zip(full[2:], resumed):
+        assert a.splits["id_val"]["acc"] == pytest.approx(b.splits["id_val"]["acc"], abs=1e-6)
+        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
+
+
+def _clone(tree):
+    if isinstance(tree, dict):
+        return {k: _clone(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_clone(v) for v in tree]
+    return tree.clone() if isinstance(tree, torch.Tensor) else tree
+
+
+def test_ft_raises_diverged_on_nan_loss(backbone, small_glyphs):
+    with pytest.raises(Diverged) as error:
+        list(fine_tune(backbone.model, small_glyphs, lr=1e6, epochs=2, batch_size=32))
+    assert error.value.epoch == 1
+    assert not math.isfinite(error.value.loss)
+
+
+def test_lpft_starts_at_the_lp_heads_accuracy(cache_dir, backbone, glyphs):
+    features = cached_features(backbone, glyphs, cache_dir=cache_dir)
+    l2_values = [1e-4, 1e-3, 1e-2]
+    best_l2, _ = best_head(features, lp_sweep(features, l2_values, glyphs.num_classes))
+    lp = next(linear_probe(features, l2=best_l2, num_classes=glyphs.num_classes))
+    start = next(lp_ft(backbone.model, glyphs, features, head_l2=l2_values, lr=1e-3, epochs=1))
+    assert start.epoch == 0
+    assert start.extras["lp_l2"] == best_l2
+    for split in glyphs.eval_splits:
+        assert start.splits[split]["acc"] == pytest.approx(lp.splits[split]["acc"], abs=0.1), split
+
+
+def test_lpft_keeps_batch_norm_statistics(cache_dir, backbone, small_glyphs):
+    features = cached_features(backbone, small_glyphs, cache_dir=cache_dir)
+    bn, conv = backbone.model.bn1, backbone.model.conv1
+    running_mean, weights = bn.running_mean.clone(), conv.weight.detach().clone()
+    results = list(lp_ft(backbone.model, small_glyphs, features, head_l2=[1e-3], lr=1e-2, epochs=1,
+                         batch_size=32))
+    assert results[-1].epoch == 1
+    assert torch.equal(bn.running_mean, running_mean), "batch-norm statistics must stay the pretrained ones"
+    assert not torch.equal(conv.weight, weights), "the encoder itself must still be fine-tuned"

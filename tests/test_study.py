@@ -1,0 +1,119 @@
+"""The whole path on real components: smoke.yaml through a local Ray and a real MLflow store, then the report."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from study.results import read_table
+
+ROOT = Path(__file__).resolve().parents[1]
+DIVERGING_LR = 1e5
+
+
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory, cache_dir):
+    """smoke.yaml plus one FT learning rate that diverges, run by the console script as a user would."""
+    results = tmp_path_factory.mktemp("results")
+    command = [sys.executable, "-m", "study.cli", "run", str(ROOT / "search_spaces" / "smoke.yaml"),
+               "--results-dir", str(results), "--cache-dir", str(cache_dir), "--no-progress", "--json",
+               "--set", f"methods.ft.lr=[0.03, {DIVERGING_LR}]"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return results, json.loads(done.stdout)
+
+
+def ray_results(study_dir: Path) -> dict[str, pd.DataFrame]:
+    from ray import tune
+
+    from study.tune.trainable import train_trial
+
+    grid = tune.Tuner.restore(str(study_dir / "ray"), trainable=train_trial).get_results()
+    return {result.metrics["trial_id"]: result.metrics_dataframe for result in grid}
+
+
+def test_report_json_shape_and_counts(smoke_study):
+    _, report = smoke_study
+    assert report["study"] == "smoke"
+    assert report["trials"] == {"total": 5, "finished": 4, "diverged": 1, "failed": 0}
+    for rule in ("id_val", "ood_oracle"):
+        assert set(report["selection"][rule]) == {"lp", "ft", "lpft"}
+        for splits in report["selection"][rule].values():
+            assert set(splits) == {"id_test", "recolour_test", "texture_test", "ood_avg"}
+            assert all(set(v) == {"mean", "std", "n"} and 0 <= v["mean"] <= 100 and v["n"] == 1
+                       for v in splits.values())
+    assert report["chosen"]["id_val"]["ft"]["config"]["lr"] == 0.03, "the diverged LR must never be selected"
+
+
+def test_parquet_rows_match_what_ray_reported(smoke_study):
+    results, _ = smoke_study
+    table = read_table(results / "smoke")
+    reported = ray_results(results / "smoke")
+    assert set(reported) == set(table["trial_id"])
+    checked = 0
+    for trial_id, frame in reported.items():
+        frame = frame[frame["epoch"].notna() & frame.get("id_val/acc", pd.Series(dtype=float)).notna()]
+        rows = table[table["trial_id"] == trial_id]
+        for _, report in frame.iterrows():
+            for split in ("id_val", "id_test", "recolour_val", "recolour_test", "texture_val", "texture_test"):
+                row = rows[(rows["epoch"] == report["epoch"]) & (rows["split"] == split)]
+                assert len(row) == 1
+                assert row["accuracy"].item() == pytest.approx(report[f"{split}/acc"])
+                assert row["loss"].item() == pytest.approx(report[f"{split}/loss"])
+                checked += 1
+    epochs = table[table["method"] != "lp"].groupby("trial_id")["epoch"].max()
+    assert checked > 0 and (epochs[epochs.index.isin(table[table.outcome == "finished"].trial_id)] == 2).all()
+    assert not table.duplicated(["trial_id", "epoch", "split"]).any()
+
+
+def test_every_trial_has_an_mlflow_child_run_with_epoch_metrics(smoke_study):
+    results, _ = smoke_study
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("smoke")
+    parents = client.search_runs([experiment.experiment_id], "tags.lpft_role = 'study'")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent = parents[0]
+    assert parent.data.params["methods.ft.epochs"] == "2"
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/summary.json", "report/report.md"} <= artifacts
+
+    children = client.search_runs([experiment.experiment_id],
+                                  f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    table = read_table(results / "smoke")
+    assert sorted(c.data.tags["trial_id"] for c in children) == sorted(table["trial_id"].unique())
+    for child in children:
+        trial = table[table["trial_id"] == child.data.tags["trial_id"]]
+        outcome = trial["outcome"].iloc[0]
+        assert child.data.tags["outcome"] == outcome
+        assert child.data.params["method"] == trial["method"].iloc[0]
+        if outcome != "finished":
+            continue
+        history = client.get_metric_history(child.info.run_id, "id_test/acc")
+        expected = trial[trial["split"] == "id_test"].sort_values("epoch")
+        assert [m.step for m in sorted(history, key=lambda m: m.step)] == expected["epoch"].tolist()
+        assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(
+            expected["accuracy"].tolist())
+
+
+def test_report_redraws_from_the_table_without_rerunning(smoke_study):
+    results, report = smoke_study
+    done = subprocess.run([sys.executable, "-m", "study.cli", "report", str(results / "smoke"), "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == report
+    text = subprocess.run([sys.executable, "-m", "study.cli", "report", str(results / "smoke")],
+                          capture_output=True, text=True, timeout=120).stdout
+    assert "| LP-FT |" in text and "Selected by OOD validation" in text
+
+
+def test_an_existing_study_name_is_refused(smoke_study, cache_dir):
+    results, _ = smoke_study
+    done = subprocess.run([sys.executable, "-m", "study.cli", "run", str(ROOT / "search_spaces" / "smoke.yaml"),
+                           "--results-dir", str(results), "--cache-dir", str(cache_dir)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "already holds a study named 'smoke'" in lines[0] and "--name" in lines[0]
