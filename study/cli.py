@@ -44,9 +44,17 @@ def _run(args) -> int:
     except StudyExists as error:
         raise UserError(str(error)) from None
     print(json.dumps(report, indent=2) if args.json else text)
-    print(f"\nResults: {study.study_dir}   MLflow: mlflow ui --backend-store-uri "
-          f"sqlite:///{study.results_dir}/mlflow.db" if not args.json else "", file=sys.stderr)
+    print(f"\nResults: {study.study_dir}\nMLflow:  {_mlflow_ui_command(study)}", file=sys.stderr)
     return 0
+
+
+def _mlflow_ui_command(study) -> str:
+    from study.tracking import tracking_uri
+
+    uri = tracking_uri(study)
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri}"
+    return f"mlflow ui --backend-store-uri {uri}"
 
 
 def _report(args) -> int:

@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from study.methods import Diverged, cached_features, fine_tune, linear_probe, lp_ft
+from study.methods import Diverged, cached_features, fine_tune, lp_ft
+from study.methods.evaluation import score
 from study.methods.lp import best_head, lp_sweep
 
 
@@ -56,13 +57,16 @@ def test_ft_raises_diverged_on_nan_loss(backbone, small_glyphs):
 def test_lpft_starts_at_the_lp_heads_accuracy(cache_dir, backbone, glyphs):
     features = cached_features(backbone, glyphs, cache_dir=cache_dir)
     l2_values = [1e-4, 1e-3, 1e-2]
-    best_l2, _ = best_head(features, lp_sweep(features, l2_values, glyphs.num_classes))
-    lp = next(linear_probe(features, l2=best_l2, num_classes=glyphs.num_classes))
+    best_l2, head = best_head(features, lp_sweep(features, l2_values, glyphs.num_classes))
     start = next(lp_ft(backbone.model, glyphs, features, head_l2=l2_values, lr=1e-3, epochs=1))
     assert start.epoch == 0
     assert start.extras["lp_l2"] == best_l2
     for split in glyphs.eval_splits:
-        assert start.splits[split]["acc"] == pytest.approx(lp.splits[split]["acc"], abs=0.1), split
+        x, y = features[split]
+        # The same head on the same features, computed once as a matmul and once through the network's layer:
+        # float rounding may flip an image lying on a decision boundary, and no more than one.
+        one_image = 100 / len(y)
+        assert start.splits[split]["acc"] == pytest.approx(score(head.logits(x), y)["acc"], abs=one_image), split
 
 
 def test_lpft_keeps_batch_norm_statistics(cache_dir, backbone, small_glyphs):

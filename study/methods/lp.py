@@ -45,7 +45,7 @@ class LinearHead:
 
 
 def fit_logistic_regression(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float, *,
-                            init: tuple[torch.Tensor, torch.Tensor] | None = None, max_iter: int = 200,
+                            init: tuple[torch.Tensor, torch.Tensor] | None = None, max_iter: int = 1000,
                             tolerance: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
     """Minimise mean CE + l2/2 ||W||^2 over (W, b) by L-BFGS; returns (W [C, D], b [C])."""
     weight = torch.zeros(num_classes, x.shape[1], dtype=x.dtype) if init is None else init[0].clone()
@@ -76,7 +76,7 @@ def _to_raw(weight: torch.Tensor, bias: torch.Tensor, mean: float, std: float) -
 
 
 def lp_sweep(features: Features, l2_values: Sequence[float], num_classes: int, *,
-             max_iter: int = 200) -> list[tuple[float, LinearHead]]:
+             max_iter: int = 1000) -> list[tuple[float, LinearHead]]:
     """Fit one head per L2 value, from the strongest to the weakest, each warm-started from the previous."""
     x, y = features[TRAIN]
     mean, std = scalar_standardizer(x)
@@ -95,7 +95,7 @@ def best_head(features: Features, sweep: list[tuple[float, LinearHead]]) -> tupl
     return sweep[accuracies.index(max(accuracies))]
 
 
-def linear_probe(features: Features, *, l2: float, num_classes: int, max_iter: int = 200) -> Iterator[EpochResult]:
+def linear_probe(features: Features, *, l2: float, num_classes: int, max_iter: int = 1000) -> Iterator[EpochResult]:
     """LP as a method: solve for one L2 strength and report every split once (epoch 1)."""
     (l2, head), = lp_sweep(features, [l2], num_classes, max_iter=max_iter)
     train_x, train_y = features[TRAIN]

@@ -1,11 +1,13 @@
 """One study from config to report: prepare the caches, build the Tuner, run it, write and log the report."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -126,7 +128,8 @@ def run_study(study: StudyConfig, *, progress: bool = True) -> tuple[dict, str]:
                  MlflowTrialsCallback(tracker, study.seeds), ProgressCallback(trial_count(study), study.seeds, progress)]
     status = "FAILED"
     try:
-        build_tuner(study, callbacks).fit()
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the report (and `--json` stays JSON)
+            build_tuner(study, callbacks).fit()
         status = "FINISHED"
     finally:
         for name in ("config.yaml", "manifest.json"):
