@@ -6,6 +6,7 @@ from tqdm.auto import tqdm
 
 from study.cache import cache_root, cached, content_hash
 from study.data import Benchmark, loader
+from study.methods.evaluation import prepare_model, to_device
 from study.models import Backbone, features
 
 Features = dict[str, tuple[torch.Tensor, torch.Tensor]]  # split -> (features [N, D] float32, labels [N])
@@ -15,19 +16,20 @@ Features = dict[str, tuple[torch.Tensor, torch.Tensor]]  # split -> (features [N
 def extract(backbone: Backbone, benchmark: Benchmark, *, batch_size: int = 512, device="cpu",
             progress: bool = False) -> Features:
     """Penultimate features of every split, with the backbone in eval mode."""
-    model = backbone.model.to(device).eval()
+    model = prepare_model(backbone.model, device).eval()
     out = {}
     for split, dataset in tqdm(benchmark.splits.items(), desc="extracting features", disable=not progress):
         chunks, labels = [], []
         for images, targets in loader(dataset, batch_size):
-            chunks.append(features(model, images.to(device)).float().cpu())
+            chunks.append(features(model, to_device(images, device)).float().cpu())
             labels.append(targets)
         out[split] = (torch.cat(chunks), torch.cat(labels))
     return out
 
 
 def feature_key(backbone: Backbone, benchmark: Benchmark) -> str:
-    return content_hash("features", backbone.fingerprint, benchmark.fingerprint, repr(backbone.transform))
+    return content_hash("features", backbone.fingerprint, benchmark.fingerprint, repr(backbone.transform),
+                        "channels_last")
 
 
 def cached_features(backbone: Backbone, benchmark: Benchmark, *, cache_dir=None, device="cpu",

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from study.data import TRAIN, Benchmark, loader
-from study.methods.evaluation import EpochResult, check_finite, evaluate
+from study.methods.evaluation import EpochResult, check_finite, evaluate, prepare_model, to_device
 
 
 def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int, batch_size: int = 64,
@@ -25,7 +25,7 @@ def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int,
     ``resume`` is the ``state`` of an earlier result: training continues after that epoch, as if never stopped.
     """
     extras = dict(extras or {})
-    model.to(device)
+    prepare_model(model, device)
     train_set = benchmark.splits[TRAIN]
     steps_per_epoch = len(train_set) // batch_size
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -47,7 +47,7 @@ def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int,
                          num_workers=num_workers)
         loss_sum = torch.zeros((), device=device)
         for images, labels in batches:
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            images, labels = to_device(images, device), labels.to(device, non_blocking=True)
             loss = F.cross_entropy(model(images), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -47,6 +47,7 @@ class PretrainRecipe:
     max_lr: float = 0.2
     weight_decay: float = 5e-4
     seed: int = 0
+    memory_format: str = "channels_last"  # part of the recipe: it changes the float rounding, so the weights
 
 
 def pretrain(world: GlyphWorld, recipe: PretrainRecipe, cache_dir=None, progress: bool = True) -> dict:
@@ -54,7 +55,8 @@ def pretrain(world: GlyphWorld, recipe: PretrainRecipe, cache_dir=None, progress
     data = source_task(world, cache_dir)
     images, labels = data["images"], data["labels"]
     torch.manual_seed(recipe.seed)
-    model = timm.create_model("lpft_glyphnet", num_classes=world.source_classes)
+    memory_format = getattr(torch, recipe.memory_format)
+    model = timm.create_model("lpft_glyphnet", num_classes=world.source_classes).to(memory_format=memory_format)
     normalize = TensorNormalize(_MEAN, _STD)
     steps_per_epoch = len(labels) // recipe.batch_size
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.max_lr, momentum=0.9, nesterov=True,
@@ -67,7 +69,8 @@ def pretrain(world: GlyphWorld, recipe: PretrainRecipe, cache_dir=None, progress
         order = torch.randperm(len(labels))
         for step in range(steps_per_epoch):
             batch = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
-            loss = F.cross_entropy(model(normalize(images[batch])), labels[batch])
+            inputs = normalize(images[batch]).contiguous(memory_format=memory_format)
+            loss = F.cross_entropy(model(inputs), labels[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
