@@ -1,0 +1,75 @@
+"""Wall time and peak memory of the quickstart study, cold (empty cache) and warm (cache filled by the cold run).
+
+    python benchmarks/quickstart_time.py                 # both runs, in a temporary folder
+    python benchmarks/quickstart_time.py --warm-only     # reuse the user's cache (~/.cache/lpft-study)
+
+Runs `study run search_spaces/quickstart.yaml` exactly as a user does, in a subprocess, and samples the summed
+resident memory of its whole process tree (driver, Ray's GCS and raylet, trial workers) every half second.
+Goals on 2 cores: cold <= 10 min, warm <= 5 min.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "search_spaces" / "quickstart.yaml"
+
+
+def tree_rss(process: psutil.Process) -> int:
+    total = 0
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            total += member.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def timed_study(name: str, results: Path, cache: Path | None, extra: list[str]) -> tuple[float, int]:
+    command = [sys.executable, "-m", "study.cli", "run", str(CONFIG), "--name", name, "--results-dir", str(results),
+               "--no-progress", *extra]
+    if cache is not None:
+        command += ["--cache-dir", str(cache)]
+    start, peak = time.perf_counter(), 0
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as child:
+        watched = psutil.Process(child.pid)
+        while child.poll() is None:
+            peak = max(peak, tree_rss(watched))
+            time.sleep(0.5)
+        table = child.stdout.read()
+    elapsed = time.perf_counter() - start
+    if child.returncode != 0:
+        sys.exit(f"study run failed (exit {child.returncode}); rerun it by hand: {' '.join(command)}")
+    print(table)
+    return elapsed, peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--warm-only", action="store_true", help="skip the cold run; use the default cache")
+    parser.add_argument("--set", action="append", default=[], help="passed on to `study run --set`")
+    args = parser.parse_args()
+    extra = [item for value in args.set for item in ("--set", value)]
+    print(f"machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    with tempfile.TemporaryDirectory() as folder:
+        results, cache = Path(folder) / "results", (None if args.warm_only else Path(folder) / "cache")
+        figures = []
+        if not args.warm_only:
+            figures.append(("cold", *timed_study("cold", results, cache, extra)))
+        figures.append(("warm", *timed_study("warm", results, cache, extra)))
+    print("| caches | wall time | peak memory (process tree RSS) |\n|---|---|---|")
+    for label, seconds, peak in figures:
+        print(f"| {label} | {seconds / 60:.1f} min ({seconds:.0f} s) | {peak / 2**30:.2f} GiB |")
+
+
+if __name__ == "__main__":
+    main()
