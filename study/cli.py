@@ -1,7 +1,8 @@
-"""The `study` command: run a study, redraw its report.
+"""The `study` command: run a study, resume it, redraw its report.
 
     study run search_spaces/quickstart.yaml          run a study (Ray Tune, logged to MLflow), print its tables
     study run search_spaces/smoke.yaml --set seeds=[0,1] --name smoke2
+    study resume results/quickstart                  continue a study whose driver stopped (crash, Ctrl-C, preemption)
     study report results/quickstart                  redraw the tables from the results table, no rerun
     study report results/quickstart --json           the same as one JSON object
 """
@@ -43,7 +44,26 @@ def _run(args) -> int:
         report, text = run_study(study, progress=not args.no_progress)
     except StudyExists as error:
         raise UserError(str(error)) from None
-    print(json.dumps(report, indent=2) if args.json else text)
+    return _print_report(report, text, study, args.json)
+
+
+def _resume(args) -> int:
+    from study.config import ConfigError
+    from study.tune.runner import CONFIG_FILE, NothingToResume, resume_study
+
+    folder = Path(args.study_dir)
+    if not (folder / CONFIG_FILE).is_file():
+        raise UserError(f"{folder / CONFIG_FILE}: not found; pass the folder of a study started by `study run` "
+                        "(results/<study name>)")
+    try:
+        report, text, study = resume_study(folder, progress=not args.no_progress)
+    except (ConfigError, NothingToResume) as error:
+        raise UserError(str(error)) from None
+    return _print_report(report, text, study, args.json)
+
+
+def _print_report(report: dict, text: str, study, as_json: bool) -> int:
+    print(json.dumps(report, indent=2) if as_json else text)
     print(f"\nResults: {study.study_dir}\nMLflow:  {_mlflow_ui_command(study)}", file=sys.stderr)
     return 0
 
@@ -94,6 +114,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the report as one JSON object")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(command=_run)
+
+    resume = commands.add_parser("resume", help="continue a study whose driver stopped",
+                                 description="Restore a study's Ray Tune experiment (Tuner.restore): finished trials "
+                                             "stay as they are, unfinished or failed ones continue from their last "
+                                             "epoch checkpoint, into the same results table and MLflow runs.")
+    resume.add_argument("study_dir", help="a study folder, e.g. results/quickstart")
+    resume.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    resume.add_argument("--no-progress", action="store_true", help="no progress bars")
+    resume.set_defaults(command=_resume)
 
     report = commands.add_parser("report", help="redraw a study's tables from its results table",
                                  description="Read <study dir>/results.parquet, select by ID val and by the OOD "

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +67,26 @@ class SearchConfig:
 
 @dataclass(frozen=True)
 class ResourcesConfig:
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
+    """What each trial reserves on the Ray cluster.
+
+    FT and LP-FT trials run ``workers_per_trial`` data-parallel workers (DDP inside a Ray Train ``TorchTrainer``
+    when more than one, each trial in its own PACK placement group), each with ``cpus_per_worker`` and
+    ``gpus_per_worker``. LP trials are one process on cached features: ``lp_cpus`` and ``lp_gpus`` (fractions let
+    several share a GPU).
+    """
+
+    workers_per_trial: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    lp_cpus: float = 1.0
+    lp_gpus: float = 0.0
     max_concurrent_trials: int = 0
+
+    def of_trial(self, method: str) -> tuple[int, float, float]:
+        """(workers, CPUs per worker, GPUs per worker) of one trial of ``method``."""
+        if method == "lp":
+            return 1, self.lp_cpus, self.lp_gpus
+        return self.workers_per_trial, self.cpus_per_worker, self.gpus_per_worker
 
 
 @dataclass(frozen=True)
@@ -82,14 +99,22 @@ class StudyConfig:
     lpft_head_l2: tuple[float, ...] = ()
     search: SearchConfig = SearchConfig()
     resources: ResourcesConfig = ResourcesConfig()
+    max_failures: int = 2
     results_dir: Path = Path("results")
+    storage: str | None = None
     cache_dir: Path | None = None
     tracking_uri: str | None = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def study_dir(self) -> Path:
+        """The driver's folder of this study: config, results table, report."""
         return self.results_dir / self.name
+
+    @property
+    def storage_root(self) -> str:
+        """Where Ray keeps trial checkpoints: ``storage`` (a path or URI every node reaches), else the study dir."""
+        return f"{self.storage.rstrip('/')}/{self.name}" if self.storage else str(self.study_dir)
 
     def to_dict(self) -> dict:
         """The resolved configuration, as YAML-able plain data (what the study ran with)."""
@@ -124,7 +149,7 @@ def parse_config(raw: dict) -> StudyConfig:
     problems: list[str] = []
     check = _Checker(problems)
     allowed = {"name", "benchmark", "backbone", "seeds", "methods", "lpft_head_l2", "search", "resources",
-               "results_dir", "cache_dir", "tracking_uri"}
+               "max_failures", "results_dir", "storage", "cache_dir", "tracking_uri"}
     check.unknown_keys(raw, allowed, "")
     name = check.typed(raw, "name", str, None, required=True)
     if isinstance(name, str) and (not name or any(c in name for c in "/\\ ")):
@@ -136,13 +161,19 @@ def parse_config(raw: dict) -> StudyConfig:
     methods = _parse_methods(raw.get("methods"), search, check)
     head_l2 = _parse_head_l2(raw, methods, check)
     resources = _parse_resources(raw.get("resources") or {}, check)
+    _check_batches_split(methods, resources.workers_per_trial, check)
+    max_failures = check.typed(raw, "max_failures", int, 2)
+    if max_failures < 0:
+        problems.append("max_failures: must be 0 or more (retries of a failed trial from its last checkpoint)")
+    storage = check.typed(raw, "storage", str, None)
     results_dir = Path(check.typed(raw, "results_dir", str, "results"))
     cache_dir = check.typed(raw, "cache_dir", str, None)
     tracking_uri = check.typed(raw, "tracking_uri", str, None)
     if problems:
         raise ConfigError(problems)
     return StudyConfig(name=name, benchmark=benchmark, backbone=backbone, seeds=tuple(seeds), methods=methods,
-                       lpft_head_l2=head_l2, search=search, resources=resources, results_dir=results_dir,
+                       lpft_head_l2=head_l2, search=search, resources=resources, max_failures=max_failures,
+                       results_dir=results_dir, storage=storage,
                        cache_dir=Path(cache_dir) if cache_dir else None, tracking_uri=tracking_uri,
                        raw=copy.deepcopy(raw))
 
@@ -227,17 +258,36 @@ def _parse_resources(raw: Any, check: _Checker) -> ResourcesConfig:
     if not isinstance(raw, dict):
         check.problems.append(f"resources: expected a mapping, got {raw!r}")
         return ResourcesConfig()
-    check.unknown_keys(raw, {"cpus_per_trial", "gpus_per_trial", "max_concurrent_trials"}, "resources.")
-    resources = ResourcesConfig(
-        cpus_per_trial=check.typed(raw, "cpus_per_trial", float, 1.0, prefix="resources."),
-        gpus_per_trial=check.typed(raw, "gpus_per_trial", float, 0.0, prefix="resources."),
-        max_concurrent_trials=check.typed(raw, "max_concurrent_trials", int, 0, prefix="resources."),
-    )
-    if resources.cpus_per_trial <= 0:
-        check.problems.append("resources.cpus_per_trial: must be positive, e.g. 1")
-    if resources.gpus_per_trial < 0:
-        check.problems.append("resources.gpus_per_trial: must be 0 or more")
+    check.unknown_keys(raw, {f.name for f in fields(ResourcesConfig)}, "resources.")
+    values = {f.name: check.typed(raw, f.name, {"int": int, "float": float}[f.type], f.default, prefix="resources.")
+              for f in fields(ResourcesConfig)}
+    resources = ResourcesConfig(**values)
+    if resources.workers_per_trial < 1:
+        check.problems.append("resources.workers_per_trial: must be at least 1")
+    for key in ("cpus_per_worker", "lp_cpus"):
+        if values[key] <= 0:
+            check.problems.append(f"resources.{key}: must be positive, e.g. 1")
+    for key in ("gpus_per_worker", "lp_gpus"):
+        if values[key] < 0:
+            check.problems.append(f"resources.{key}: must be 0 or more")
+    if resources.workers_per_trial > 1 and resources.gpus_per_worker % 1:
+        check.problems.append(f"resources.gpus_per_worker: {resources.gpus_per_worker} is a fraction, but DDP "
+                              "workers need whole GPUs (two ranks on one GPU fail in NCCL); use 1, or "
+                              "workers_per_trial: 1 to share GPUs between trials")
+    if resources.lp_gpus > 1:
+        check.problems.append("resources.lp_gpus: an LP trial is one process; use at most 1 (fractions share a GPU)")
     return resources
+
+
+def _check_batches_split(methods: dict[str, dict[str, Param]], workers: int, check: _Checker) -> None:
+    for method, params in methods.items():
+        param = params.get("batch_size")
+        if param is None or param.is_sampled and param.kind != "choice":
+            continue
+        for size in param.values:
+            if isinstance(size, int) and size % workers:
+                check.problems.append(f"methods.{method}.batch_size: {size} does not split over "
+                                      f"resources.workers_per_trial={workers}; use a multiple of {workers}")
 
 
 def _parse_methods(raw: Any, search: SearchConfig, check: _Checker) -> dict[str, dict[str, Param]]:

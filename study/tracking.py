@@ -4,7 +4,8 @@ The tracking store is the config's ``tracking_uri``, else ``$MLFLOW_TRACKING_URI
 results root (``results/mlflow.db``, artifacts in ``results/mlartifacts``), which ``mlflow ui`` opens with
 ``--backend-store-uri sqlite:///results/mlflow.db``.
 
-Child runs are found by their ``trial_id`` tag before one is created, so a restored study reuses them.
+Child runs are found by their ``trial_id`` tag before one is created, so a restored study reuses them. The tracker
+pickles without its client (Ray stores the Tune callbacks that hold it, and ``study resume`` unpickles them).
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ class StudyTracker:
 
     def __init__(self, uri: str, study_name: str, artifact_root: Path | None = None):
         self.uri, self.study_name = uri, study_name
-        self.client = MlflowClient(uri)
+        self._client: MlflowClient | None = None
         experiment = self.client.get_experiment_by_name(study_name)
         if experiment is None:
             location = (artifact_root / study_name).resolve().as_uri() if artifact_root else None
@@ -53,23 +54,38 @@ class StudyTracker:
             self.experiment_id = experiment.experiment_id
         self.parent_id: str | None = None
 
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(self.uri)
+        return self._client
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_client": None}
+
     @classmethod
     def for_study(cls, study: StudyConfig) -> "StudyTracker":
         uri = tracking_uri(study)
         local = uri.startswith("sqlite:") or uri.startswith("file:")
         return cls(uri, study.name, study.results_dir / "mlartifacts" if local else None)
 
+    def existing_parent(self) -> str | None:
+        """The run id of this study's parent run, if the store already has one."""
+        found = self.client.search_runs([self.experiment_id], "tags.lpft_role = 'study'", max_results=1)
+        return found[0].info.run_id if found else None
+
     def start_parent(self, params: dict[str, str], tags: dict[str, str]) -> str:
-        """Find the study's parent run (on resume) or create it."""
-        found = self.client.search_runs([self.experiment_id], f"tags.lpft_role = 'study'", max_results=1)
-        if found:
-            self.parent_id = found[0].info.run_id
-            self.client.update_run(self.parent_id, status="RUNNING")
-            return self.parent_id
+        """Create the study's parent run."""
         run = self.client.create_run(self.experiment_id, run_name=self.study_name,
                                      tags={"lpft_role": "study", **tags})
         self.parent_id = run.info.run_id
         self.client.log_batch(self.parent_id, params=[Param(k, v[:6000]) for k, v in params.items()])
+        return self.parent_id
+
+    def reopen_parent(self) -> str:
+        """Mark the existing parent run running again (``study resume``)."""
+        self.parent_id = self.existing_parent()
+        self.client.update_run(self.parent_id, status="RUNNING")
         return self.parent_id
 
     def end_parent(self, status: str = "FINISHED") -> None:
@@ -89,6 +105,11 @@ class StudyTracker:
                                      tags={PARENT_TAG: self.parent_id, "trial_id": trial_id, **tags})
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         return run.info.run_id
+
+    def last_logged_epoch(self, run_id: str) -> int:
+        """The last epoch a child run has metrics for (-1 if none): a resumed trial logs only later ones."""
+        history = self.client.get_metric_history(run_id, "id_val/acc")
+        return max((metric.step for metric in history), default=-1)
 
     def log_epoch(self, run_id: str, metrics: dict[str, float], epoch: int, timestamp_ms: int) -> None:
         self.client.log_batch(run_id, metrics=[Metric(key, float(value), timestamp_ms, epoch)

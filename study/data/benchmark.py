@@ -70,10 +70,19 @@ class TensorImages(Dataset):
 
 
 def loader(dataset: Dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0, drop_last: bool = False,
-           num_workers: int = 0, sampler=None) -> DataLoader:
-    """A DataLoader over ``dataset``; in-memory tensor data is fetched a whole batch at a time."""
-    generator = torch.Generator().manual_seed(seed) if shuffle and sampler is None else None
+           num_workers: int = 0, shard: tuple[int, int] = (0, 1)) -> DataLoader:
+    """A DataLoader over ``dataset``; in-memory tensor data is fetched a whole batch at a time.
+
+    ``shard=(rank, world)`` gives rank ``rank`` its share of every *global* batch of ``batch_size * world``
+    examples: the k-th batches of all ranks together are exactly the k-th batch one process would draw with
+    ``batch_size * world``, so data-parallel training sees the same batches as a single process.
+    """
+    rank, world = shard
+    order = (torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)) if shuffle
+             else torch.arange(len(dataset)))
+    if drop_last:
+        global_batch = batch_size * world
+        order = order[: len(order) // global_batch * global_batch]
     collate = getattr(dataset, "collate", None)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-                      generator=generator, drop_last=drop_last, num_workers=num_workers,
-                      collate_fn=collate, persistent_workers=num_workers > 0)
+    return DataLoader(dataset, batch_size=batch_size, sampler=order[rank::world].tolist(), drop_last=drop_last,
+                      num_workers=num_workers, collate_fn=collate, persistent_workers=num_workers > 0)

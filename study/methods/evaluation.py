@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from study.data import Benchmark, loader
+from study.methods.distributed import all_reduce_sum, rank_and_world
 
 
 class Diverged(RuntimeError):
@@ -67,16 +68,22 @@ def prepare_model(model: nn.Module, device) -> nn.Module:
 @torch.no_grad()
 def evaluate(model: nn.Module, benchmark: Benchmark, *, batch_size: int = 512, device="cpu",
              num_workers: int = 0) -> dict[str, dict[str, float]]:
-    """Score ``model`` on every evaluation split of ``benchmark`` (model left in eval mode)."""
+    """Score ``model`` on every evaluation split of ``benchmark`` (model left in eval mode).
+
+    With several ranks each scores its share of a split and the counts are summed: every rank returns the
+    accuracy and loss of the whole split.
+    """
     model.eval()
+    shard = rank_and_world()
     results = {}
     for split in benchmark.eval_splits:
-        correct = total = loss = 0.0
-        for images, labels in loader(benchmark.splits[split], batch_size, num_workers=num_workers):
+        counts = torch.zeros(3, dtype=torch.float64, device=device)  # correct, summed loss, examples
+        for images, labels in loader(benchmark.splits[split], batch_size, num_workers=num_workers, shard=shard):
             images, labels = to_device(images, device), labels.to(device, non_blocking=True)
             logits = model(images).float()
-            loss += F.cross_entropy(logits, labels, reduction="sum").item()
-            correct += (logits.argmax(1) == labels).sum().item()
-            total += len(labels)
+            counts[0] += (logits.argmax(1) == labels).sum()
+            counts[1] += F.cross_entropy(logits, labels, reduction="sum")
+            counts[2] += len(labels)
+        correct, loss, total = all_reduce_sum(counts).tolist()
         results[split] = {"acc": 100.0 * correct / total, "loss": loss / total}
     return results

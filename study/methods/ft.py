@@ -2,6 +2,8 @@
 
 Reads top to bottom: set up the optimizer and schedule, score the starting point (epoch 0), then per epoch train
 on the ID train split and score every split. Each yielded result carries the state needed to resume after it.
+Under ``torch.distributed`` (several ranks) the same loop runs data-parallel: each rank trains on its share of
+every global batch of ``batch_size`` examples and scores its share of every split; the counts are summed.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from study.data import TRAIN, Benchmark, loader
+from study.methods.distributed import all_reduce_sum, data_parallel, rank_and_world
 from study.methods.evaluation import EpochResult, check_finite, evaluate, prepare_model, to_device
 
 
@@ -25,6 +28,9 @@ def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int,
     ``resume`` is the ``state`` of an earlier result: training continues after that epoch, as if never stopped.
     """
     extras = dict(extras or {})
+    rank, world = rank_and_world()
+    if batch_size % world:
+        raise ValueError(f"batch_size {batch_size} must be a multiple of the {world} data-parallel workers")
     prepare_model(model, device)
     train_set = benchmark.splits[TRAIN]
     steps_per_epoch = len(train_set) // batch_size
@@ -39,22 +45,23 @@ def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int,
     else:
         yield _scored(model, benchmark, 0, None, extras, device, eval_batch_size, num_workers)
 
+    trained = data_parallel(model, device)  # the same module, whose gradients DDP averages across ranks
     for epoch in range(start + 1, epochs + 1):
         # 1. LP-FT trains with batch norm in eval mode: the pretrained running statistics stay as they are.
-        model.train(not freeze_bn)
+        trained.train(not freeze_bn)
         # 2. The shuffle is seeded per epoch, so a resumed trial sees the batches an uninterrupted one would.
-        batches = loader(train_set, batch_size, shuffle=True, seed=seed * 100_003 + epoch, drop_last=True,
-                         num_workers=num_workers)
+        batches = loader(train_set, batch_size // world, shuffle=True, seed=seed * 100_003 + epoch, drop_last=True,
+                         num_workers=num_workers, shard=(rank, world))
         loss_sum = torch.zeros((), device=device)
         for images, labels in batches:
             images, labels = to_device(images, device), labels.to(device, non_blocking=True)
-            loss = F.cross_entropy(model(images), labels)
+            loss = F.cross_entropy(trained(images), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
             loss_sum += loss.detach()
-        train_loss = loss_sum / steps_per_epoch
+        train_loss = all_reduce_sum(loss_sum) / (steps_per_epoch * world)
         check_finite(train_loss, epoch)  # one sync per epoch; a NaN stays NaN through the sum
         result = _scored(model, benchmark, epoch, train_loss.item(), extras, device, eval_batch_size, num_workers)
         result.state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),

@@ -1,6 +1,9 @@
 """Driver-side Tune callbacks: the results table, MLflow child runs, and a progress bar.
 
-They see exactly what each trial reported to Ray, so the table and MLflow hold the same numbers Ray does.
+They see exactly what each trial reported to Ray, so the table and MLflow hold the same numbers Ray does. Ray
+pickles them with the experiment, and ``study resume`` (``Tuner.restore``) runs the unpickled copies: their
+caches start empty and are refilled from disk and MLflow, so a resumed trial neither writes an epoch twice nor
+opens a second child run.
 """
 from __future__ import annotations
 
@@ -27,9 +30,14 @@ def outcome_of(trial, failed: bool = False) -> str:
 
 
 class ResultsTableCallback(Callback):
+    """The study's Parquet table: one part file per trial, rewritten as the trial reports."""
+
     def __init__(self, study_dir: Path, study_name: str, seeds: tuple[int, ...]):
         self.study_dir, self.study_name, self.seeds = study_dir, study_name, seeds
         self._rows: dict[str, list[dict]] = {}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_rows": {}}
 
     def _trial_rows(self, trial) -> list[dict]:
         if trial.trial_id not in self._rows:  # a restored study continues the rows already on disk
@@ -68,23 +76,31 @@ class MlflowTrialsCallback(Callback):
     def __init__(self, tracker: StudyTracker, seeds: tuple[int, ...]):
         self.tracker, self.seeds = tracker, seeds
         self._runs: dict[str, str] = {}
+        self._last_epoch: dict[str, int] = {}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_runs": {}, "_last_epoch": {}}
 
     def _run_id(self, trial) -> str:
         if trial.trial_id not in self._runs:
             spec = TrialSpec.of(trial.config, self.seeds)
             params = {"method": spec.method, "seed": spec.seed, **spec.hparams}
-            self._runs[trial.trial_id] = self.tracker.child_run(
-                trial.trial_id, f"{spec.method}-seed{spec.seed}-{trial.trial_id}", params,
-                {"method": spec.method, "seed": str(spec.seed)})
+            run_id = self.tracker.child_run(trial.trial_id, f"{spec.method}-seed{spec.seed}-{trial.trial_id}", params,
+                                            {"method": spec.method, "seed": str(spec.seed)})
+            self._runs[trial.trial_id] = run_id
+            self._last_epoch[trial.trial_id] = self.tracker.last_logged_epoch(run_id)
         return self._runs[trial.trial_id]
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._run_id(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if "epoch" in result and not result.get("diverged"):
-            self.tracker.log_epoch(self._run_id(trial), metrics_of(result), int(result["epoch"]),
-                                   int(time.time() * 1000))
+        if "epoch" not in result or result.get("diverged"):
+            return
+        run_id, epoch = self._run_id(trial), int(result["epoch"])
+        if epoch > self._last_epoch[trial.trial_id]:  # a trial resumed from an older checkpoint repeats epochs
+            self.tracker.log_epoch(run_id, metrics_of(result), epoch, int(time.time() * 1000))
+            self._last_epoch[trial.trial_id] = epoch
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.tracker.end_child(self._run_id(trial), outcome_of(trial))
@@ -97,10 +113,15 @@ class ProgressCallback(Callback):
     """A progress bar over trials, with the running best ID-val accuracy per method."""
 
     def __init__(self, total: int, seeds: tuple[int, ...], enabled: bool = True):
-        self.seeds = seeds
-        self.bar = tqdm(total=total, desc="trials", unit="trial", disable=not enabled)
+        self.total, self.seeds, self.enabled = total, seeds, enabled
+        self.bar = None
         self.best: dict[str, float] = {}
-        self.counts = {"diverged": 0, "failed": 0}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "bar": None, "best": {}}
+
+    def setup(self, **info):
+        self.bar = tqdm(total=self.total, desc="trials", unit="trial", disable=not self.enabled)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if "id_val/acc" in result and result.get("epoch", 0) > 0:
@@ -109,21 +130,22 @@ class ProgressCallback(Callback):
             self._refresh(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        if outcome_of(trial) == "diverged":
-            self.counts["diverged"] += 1
-        self.bar.update()
         self._refresh(trials)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.counts["failed"] += 1
-        self.bar.update()
         self._refresh(trials)
 
     def _refresh(self, trials):
+        """Counts come from Ray's trial list, so a resumed study's bar starts where the last one stopped."""
+        done = [trial for trial in trials if trial.status in ("TERMINATED", "ERROR")]
+        self.bar.n = len(done)
         running = sum(trial.status == "RUNNING" for trial in trials)
+        counts = {"diverged": sum(outcome_of(t) == "diverged" for t in done if t.status == "TERMINATED"),
+                  "failed": sum(t.status == "ERROR" for t in done)}
         best = " ".join(f"{m}={v:.1f}" for m, v in sorted(self.best.items()))
-        extra = " ".join(f"{k}={v}" for k, v in self.counts.items() if v)
+        extra = " ".join(f"{k}={v}" for k, v in counts.items() if v)
         self.bar.set_postfix_str(f"running={running} best id_val: {best} {extra}".strip())
 
     def on_experiment_end(self, trials, **info):
+        self._refresh(trials)
         self.bar.close()

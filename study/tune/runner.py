@@ -25,10 +25,15 @@ from study.tracking import StudyTracker, flatten
 from study.tune.spaces import SEARCH_METRIC, SEARCH_MODE, build_search, trial_count
 
 RAY_DIR = "ray"
+CONFIG_FILE = "config.yaml"
 
 
 class StudyExists(FileExistsError):
-    pass
+    """A study of this name already exists where the new one would write."""
+
+
+class NothingToResume(FileNotFoundError):
+    """``study resume`` found no study to continue."""
 
 
 def absolute(study: StudyConfig) -> StudyConfig:
@@ -83,27 +88,64 @@ def init_ray() -> None:
         ray.init(include_dashboard=False, log_to_driver=False)
 
 
+def experiment_path(study: StudyConfig) -> str:
+    """Ray Tune's experiment folder (a local path or a URI): trial state and the latest checkpoint per trial."""
+    return f"{study.storage_root}/{RAY_DIR}"
+
+
+def _experiment_exists(study: StudyConfig) -> bool:
+    from pyarrow import fs
+
+    uri = experiment_path(study)
+    filesystem, path = fs.FileSystem.from_uri(uri) if "://" in uri else (fs.LocalFileSystem(), uri)
+    return filesystem.get_file_info(f"{path}/tuner.pkl").type != fs.FileType.NotFound
+
+
+def _trainable(study: StudyConfig):
+    from functools import partial
+
+    from ray import tune
+
+    from study.tune.trainable import train_trial, trial_resources
+
+    return tune.with_resources(tune.with_parameters(train_trial, study=study), partial(trial_resources, study))
+
+
+def _max_concurrent_trials(study: StudyConfig) -> int | None:
+    """The configured cap; else, for multi-worker trials, as many as the cluster holds at once, so idle trial
+    drivers do not pile up waiting for placement groups."""
+    if study.resources.max_concurrent_trials:
+        return study.resources.max_concurrent_trials
+    workers, cpus, gpus = study.resources.of_trial("ft")
+    if workers == 1 or set(study.methods) == {"lp"}:
+        return None
+    import ray
+
+    total = ray.cluster_resources()
+    fits = total.get("CPU", 0) // (workers * cpus)
+    if gpus:
+        fits = min(fits, total.get("GPU", 0) // (workers * gpus))
+    return max(1, int(fits))
+
+
 def build_tuner(study: StudyConfig, callbacks: list):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from study.tune.trainable import train_trial
-
     param_space, search_alg, num_samples = build_search(study)
-    resources = {"cpu": study.resources.cpus_per_trial, "gpu": study.resources.gpus_per_trial}
-    trainable = tune.with_resources(tune.with_parameters(train_trial, study=study), resources)
     scheduler = None
     if study.search.scheduler == "asha":
         max_epochs = max((v for p in study.methods.values() if "epochs" in p for v in p["epochs"].values), default=1)
         scheduler = ASHAScheduler(time_attr="epoch", metric=SEARCH_METRIC, mode=SEARCH_MODE, max_t=max_epochs,
                                   grace_period=study.search.grace_epochs)
     return tune.Tuner(
-        trainable,
+        _trainable(study),
         param_space=param_space,
         tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=num_samples, scheduler=scheduler,
                                     reuse_actors=True,  # saves a worker start-up (~3 s of imports) per trial
-                                    max_concurrent_trials=study.resources.max_concurrent_trials or None),
-        run_config=tune.RunConfig(name=RAY_DIR, storage_path=str(study.study_dir), callbacks=callbacks, verbose=0,
+                                    max_concurrent_trials=_max_concurrent_trials(study)),
+        run_config=tune.RunConfig(name=RAY_DIR, storage_path=study.storage_root, callbacks=callbacks, verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=study.max_failures),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
 
@@ -113,27 +155,68 @@ def run_study(study: StudyConfig, *, progress: bool = True) -> tuple[dict, str]:
     from study.tune.callbacks import MlflowTrialsCallback, ProgressCallback, ResultsTableCallback
 
     study = absolute(study)
-    if study.study_dir.exists() and any(study.study_dir.iterdir()):
-        raise StudyExists(f"{study.study_dir} already holds a study named {study.name!r}; pass --name NEW_NAME "
-                          f"for a new one, or `study report {study.study_dir}` to see its results")
+    tracker = StudyTracker.for_study(study)
+    _refuse_existing(study, tracker)
     study.study_dir.mkdir(parents=True, exist_ok=True)
-    (study.study_dir / "config.yaml").write_text(yaml.safe_dump(study.to_dict(), sort_keys=False))
+    resolved = {**study.to_dict(), "name": study.name, "results_dir": str(study.results_dir)}
+    (study.study_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
     fingerprints = prepare(study, progress)
     (study.study_dir / "manifest.json").write_text(json.dumps(manifest(study, fingerprints), indent=2))
 
-    tracker = StudyTracker.for_study(study)
     tracker.start_parent(flatten(study.to_dict()), {"study": study.name, **{f"fingerprint.{k}": v for k, v in
                                                                            fingerprints.items()}})
     init_ray()
     callbacks = [ResultsTableCallback(study.study_dir, study.name, study.seeds),
                  MlflowTrialsCallback(tracker, study.seeds), ProgressCallback(trial_count(study), study.seeds, progress)]
+    return _fit(study, tracker, lambda: build_tuner(study, callbacks))
+
+
+def resume_study(study_dir: Path, *, progress: bool = True) -> tuple[dict, str, StudyConfig]:
+    """Continue a study whose driver stopped: finished trials stay as they are, unfinished and failed ones
+    continue from their last checkpoint (Ray's ``Tuner.restore``), into the same table and MLflow runs.
+    Returns the report and the study's configuration."""
+    from ray import tune
+
+    from study.config import load_config
+
+    study = absolute(load_config(Path(study_dir) / CONFIG_FILE))
+    if not _experiment_exists(study):
+        raise NothingToResume(f"{experiment_path(study)}: no Ray Tune experiment to resume (the study stopped "
+                              f"before its first trial); delete {study.study_dir} and `study run` it again")
+    tracker = StudyTracker.for_study(study)
+    if tracker.existing_parent() is None:
+        raise NothingToResume(f"{tracker.uri} holds no MLflow run of study {study.name!r}; pass the tracking URI "
+                              "the study ran with (--tracking-uri or $MLFLOW_TRACKING_URI)")
+    prepare(study, progress)  # a no-op with warm caches; rebuilds them on a new machine
+    tracker.reopen_parent()
+    init_ray()
+    report, text = _fit(study, tracker, lambda: tune.Tuner.restore(
+        experiment_path(study), trainable=_trainable(study), resume_unfinished=True, resume_errored=True))
+    return report, text, study
+
+
+def _refuse_existing(study: StudyConfig, tracker: StudyTracker) -> None:
+    """A study name is used once per results root, storage and MLflow store: never overwrite, never mix."""
+    where = None
+    if study.study_dir.exists() and any(study.study_dir.iterdir()):
+        where = str(study.study_dir)
+    elif study.storage and _experiment_exists(study):
+        where = experiment_path(study)
+    elif tracker.existing_parent():
+        where = f"the MLflow store {tracker.uri}"
+    if where:
+        raise StudyExists(f"{where} already holds a study named {study.name!r}; `study resume {study.study_dir}` "
+                          f"continues it, or pass --name NEW_NAME for a new one")
+
+
+def _fit(study: StudyConfig, tracker: StudyTracker, make_tuner) -> tuple[dict, str]:
     status = "FAILED"
     try:
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the report (and `--json` stays JSON)
-            build_tuner(study, callbacks).fit()
+            make_tuner().fit()
         status = "FINISHED"
     finally:
-        for name in ("config.yaml", "manifest.json"):
+        for name in (CONFIG_FILE, "manifest.json"):
             tracker.client.log_artifact(tracker.parent_id, str(study.study_dir / name))
         if status == "FINISHED":
             report, text, folder = write_report(study.study_dir, read_table(study.study_dir))

@@ -1,14 +1,18 @@
 """The Ray Tune trainable: a plain function of its config that reports one flat dict per epoch.
 
-It only wraps ``study.methods.run.run_method``: picks the device and thread count, resumes from Tune's latest
-checkpoint if there is one, reports every epoch's metrics with a checkpoint, and turns a divergence into a final
-``{"diverged": 1}`` report so the study goes on.
+It only wraps ``study.methods.run.run_method``. A trial of one worker runs the method in the Tune trial's own
+process. A trial of several workers launches a Ray Train ``TorchTrainer`` inside the Tune trial: its workers get
+their own PACK placement group, train with DDP (gloo on CPU, NCCL on GPU) and report through
+``TuneReportCallback``. Both paths run ``report_epochs``: resume from the latest checkpoint if there is one,
+report every epoch's metrics with a checkpoint, and turn a divergence into a final ``{"diverged": 1}`` report so
+the study goes on.
 """
 from __future__ import annotations
 
 import math
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 from ray import tune
@@ -19,13 +23,35 @@ from study.methods.run import run_method
 from study.tune.spaces import TrialSpec
 
 STATE_FILE = "state.pt"
+TRAIN_DIR = "train"  # under the study's storage root: one Ray Train run per multi-worker trial, named by trial id
 
 
 def train_trial(config: dict, study: StudyConfig) -> None:
     spec = TrialSpec.of(config, study.seeds)
-    torch.set_num_threads(max(1, int(study.resources.cpus_per_trial)))
-    device = "cuda" if study.resources.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu"
-    resume = _load_state(tune.get_checkpoint())
+    workers, cpus, gpus = study.resources.of_trial(spec.method)
+    if workers > 1:
+        _fit_with_workers(config, study, workers, cpus, gpus)
+        return
+    device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
+    report_epochs(spec, study, device=device, threads=cpus, report=tune.report, checkpoint=tune.get_checkpoint(),
+                  checkpoint_type=tune.Checkpoint)
+
+
+def trial_resources(study: StudyConfig, config: dict) -> dict:
+    """What a Tune trial reserves. A multi-worker trial only drives its TorchTrainer, whose workers reserve
+    their own placement group, so the trial itself takes nothing."""
+    workers, cpus, gpus = study.resources.of_trial(TrialSpec.of(config, study.seeds).method)
+    return {"cpu": 0} if workers > 1 else {"cpu": cpus, "gpu": gpus}
+
+
+def report_epochs(spec: TrialSpec, study: StudyConfig, *, device, threads: float, report: Callable, checkpoint,
+                  checkpoint_type: type | None) -> None:
+    """Run one trial's method and ``report`` every epoch; ``checkpoint`` (Tune's or Train's) resumes it.
+
+    Each epoch's state is reported as a ``checkpoint_type`` (Tune's or Train's class), or not at all if None.
+    """
+    torch.set_num_threads(max(1, int(threads)))
+    resume = _load_state(checkpoint)
     best = resume.pop("best_id_val_acc", -math.inf) if resume else -math.inf
     results = run_method(spec.method, spec.hparams, benchmark=study.benchmark, backbone=study.backbone, seed=spec.seed,
                          head_l2=study.lpft_head_l2, cache_dir=study.cache_dir, device=device, resume=resume)
@@ -35,14 +61,48 @@ def train_trial(config: dict, study: StudyConfig) -> None:
             if result.epoch > 0:
                 best = max(best, metrics["id_val/acc"])
             metrics["best_id_val_acc"] = max(best, 0.0)
-            if result.state is None:
-                tune.report(metrics)
+            if result.state is None or checkpoint_type is None:
+                report(metrics)
                 continue
             with tempfile.TemporaryDirectory() as folder:
                 torch.save({**result.state, "best_id_val_acc": best}, Path(folder) / STATE_FILE)
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+                report(metrics, checkpoint=checkpoint_type.from_directory(folder))
     except Diverged as error:
-        tune.report({"epoch": error.epoch, "diverged": 1, "best_id_val_acc": max(best, 0.0)})
+        report({"epoch": error.epoch, "diverged": 1, "best_id_val_acc": max(best, 0.0)})
+
+
+def _fit_with_workers(config: dict, study: StudyConfig, workers: int, cpus: float, gpus: float) -> None:
+    from ray import train
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    per_worker = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={"trial": config, "study": study},
+        scaling_config=train.ScalingConfig(num_workers=workers, use_gpu=gpus > 0, resources_per_worker=per_worker,
+                                           placement_strategy="PACK"),
+        # The run's name is the trial's id, never a timestamp: a retried or restored trial finds its checkpoints.
+        run_config=train.RunConfig(name=tune.get_context().get_trial_id(),
+                                   storage_path=f"{study.storage_root}/{TRAIN_DIR}",
+                                   callbacks=[TuneReportCallback()],
+                                   failure_config=train.FailureConfig(max_failures=study.max_failures),
+                                   checkpoint_config=train.CheckpointConfig(num_to_keep=1)),
+    )
+    trainer.fit()
+
+
+def _worker_loop(loop_config: dict) -> None:
+    """One DDP worker of a multi-worker trial; rank 0 writes the checkpoints, every rank reports."""
+    from ray import train
+    from ray.train.torch import get_device
+
+    study: StudyConfig = loop_config["study"]
+    spec = TrialSpec.of(loop_config["trial"], study.seeds)
+    _, cpus, _ = study.resources.of_trial(spec.method)
+    chief = train.get_context().get_world_rank() == 0
+    report_epochs(spec, study, device=get_device(), threads=cpus, report=train.report,
+                  checkpoint=train.get_checkpoint(), checkpoint_type=train.Checkpoint if chief else None)
 
 
 def _load_state(checkpoint) -> dict | None:
