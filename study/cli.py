@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ EXIT_USAGE = 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         return args.command(args)
     except UserError as error:
@@ -30,18 +31,24 @@ class UserError(Exception):
     """Bad input: printed as one line per problem, exit code 2, no traceback."""
 
 
-def _run(args) -> int:
+def study_from_args(args):
+    """The validated StudyConfig that `study run` arguments describe."""
     from study.config import ConfigError, load_config
 
     try:
-        study = load_config(args.config, args.set, name=args.name, results_dir=args.results_dir,
-                            tracking_uri=args.tracking_uri, cache_dir=args.cache_dir)
+        return load_config(args.config, args.set, name=args.name, results_dir=args.results_dir,
+                           tracking_uri=args.tracking_uri, cache_dir=args.cache_dir)
     except ConfigError as error:
         raise UserError(str(error)) from None
+
+
+def _run(args) -> int:
+    study = study_from_args(args)
     from study.tune.runner import StudyExists, run_study
 
     try:
-        report, text = run_study(study, progress=not args.no_progress)
+        with _stdout_to_stderr():
+            report, text = run_study(study, progress=not args.no_progress)
     except StudyExists as error:
         raise UserError(str(error)) from None
     return _print_report(report, text, study, args.json)
@@ -56,10 +63,17 @@ def _resume(args) -> int:
         raise UserError(f"{folder / CONFIG_FILE}: not found; pass the folder of a study started by `study run` "
                         "(results/<study name>)")
     try:
-        report, text, study = resume_study(folder, progress=not args.no_progress)
+        with _stdout_to_stderr():
+            report, text, study = resume_study(folder, progress=not args.no_progress)
     except (ConfigError, NothingToResume) as error:
         raise UserError(str(error)) from None
     return _print_report(report, text, study, args.json)
+
+
+def _stdout_to_stderr():
+    """While a study runs, whatever Ray and MLflow print goes to stderr: stdout carries only the report, so
+    `--json` output stays one JSON object."""
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 def _print_report(report: dict, text: str, study, as_json: bool) -> int:
@@ -93,7 +107,7 @@ def _report(args) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="study", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -162,6 +162,10 @@ def parse_config(raw: dict) -> StudyConfig:
     head_l2 = _parse_head_l2(raw, methods, check)
     resources = _parse_resources(raw.get("resources") or {}, check)
     _check_batches_split(methods, resources.workers_per_trial, check)
+    if search.scheduler == "asha" and resources.workers_per_trial > 1 and set(methods) - {"lp"}:
+        problems.append("search.scheduler: asha stops trials early, and a stopped multi-worker trial leaves its Ray "
+                        "Train placement group behind so later trials never start (ray-project/ray#54305, Ray "
+                        "2.60); use scheduler: fifo, or resources.workers_per_trial: 1")
     max_failures = check.typed(raw, "max_failures", int, 2)
     if max_failures < 0:
         problems.append("max_failures: must be 0 or more (retries of a failed trial from its last checkpoint)")

@@ -50,6 +50,15 @@ def test_quickstart_is_the_paper_protocol_shape():
     ("name: x\nmethods: {ft: {lrr: [0.1]}}", "methods.ft.lrr", "unknown key"),
     ("name: x\nmethods: {ft: {}}\nsearch: {algorithm: bayes}", "search.algorithm", "grid, random, optuna"),
     ("methods: {ft: {}}", "name", "missing"),
+    ("name: x\nmethods: {ft: {}}\nresources: {workers_per_trial: 2, gpus_per_worker: 0.5}",
+     "resources.gpus_per_worker", "whole GPUs"),
+    ("name: x\nmethods: {ft: {batch_size: 64}}\nresources: {workers_per_trial: 3}", "methods.ft.batch_size",
+     "multiple of 3"),
+    ("name: x\nmethods: {ft: {}}\nresources: {workers_per_trial: 2}\nsearch: {scheduler: asha}", "search.scheduler",
+     "use scheduler: fifo"),
+    ("name: x\nmethods: {lp: {}}\nresources: {lp_gpus: 2}", "resources.lp_gpus", "at most 1"),
+    ("name: x\nmethods: {ft: {}}\nresources: {cpus_per_trial: 1}", "resources.cpus_per_trial", "unknown key"),
+    ("name: x\nmethods: {ft: {}}\nmax_failures: -1", "max_failures", "0 or more"),
 ])
 def test_each_bad_config_gets_one_line_with_key_and_fix(tmp_path, capsys, text, key, fix):
     code, err = run_cli(capsys, "run", str(write(tmp_path, text)))
@@ -72,6 +81,14 @@ def test_missing_config_and_results_dir(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     code, err = run_cli(capsys, "report", str(tmp_path / "empty"))
     assert code == 2 and len(err) == 1 and "no results table" in err[0]
+
+
+def test_resume_needs_a_study_folder(tmp_path, capsys):
+    code, err = run_cli(capsys, "resume", str(tmp_path))
+    assert code == 2 and len(err) == 1 and "config.yaml: not found" in err[0]
+    (tmp_path / "config.yaml").write_text("name: gone\nmethods: {lp: {}}\n")
+    code, err = run_cli(capsys, "resume", str(tmp_path))
+    assert code == 2 and len(err) == 1 and "no Ray Tune experiment to resume" in err[0]
 
 
 def test_all_problems_are_reported_together():

@@ -1,16 +1,15 @@
 """The whole path on real components: smoke.yaml through a local Ray and a real MLflow store, then the report."""
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from helpers import ROOT, run_study_cli, study_command
 from study.results import read_table
 
-ROOT = Path(__file__).resolve().parents[1]
 DIVERGING_LR = 1e5
 
 
@@ -18,12 +17,7 @@ DIVERGING_LR = 1e5
 def smoke_study(tmp_path_factory, cache_dir):
     """smoke.yaml plus one FT learning rate that diverges, run by the console script as a user would."""
     results = tmp_path_factory.mktemp("results")
-    command = [sys.executable, "-m", "study.cli", "run", str(ROOT / "search_spaces" / "smoke.yaml"),
-               "--results-dir", str(results), "--cache-dir", str(cache_dir), "--no-progress", "--json",
-               "--set", f"methods.ft.lr=[0.03, {DIVERGING_LR}]"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return results, json.loads(done.stdout)
+    return results, run_study_cli("smoke.yaml", results, "--set", f"methods.ft.lr=[0.03, {DIVERGING_LR}]")
 
 
 def ray_results(study_dir: Path) -> dict[str, pd.DataFrame]:
@@ -100,20 +94,52 @@ def test_every_trial_has_an_mlflow_child_run_with_epoch_metrics(smoke_study):
 
 def test_report_redraws_from_the_table_without_rerunning(smoke_study):
     results, report = smoke_study
-    done = subprocess.run([sys.executable, "-m", "study.cli", "report", str(results / "smoke"), "--json"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(study_command("report", results / "smoke", "--json"), capture_output=True, text=True,
+                          timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == report
-    text = subprocess.run([sys.executable, "-m", "study.cli", "report", str(results / "smoke")],
-                          capture_output=True, text=True, timeout=120).stdout
+    text = subprocess.run(study_command("report", results / "smoke"), capture_output=True, text=True,
+                          timeout=120).stdout
     assert "| LP-FT |" in text and "Selected by OOD validation" in text
 
 
 def test_an_existing_study_name_is_refused(smoke_study, cache_dir):
     results, _ = smoke_study
-    done = subprocess.run([sys.executable, "-m", "study.cli", "run", str(ROOT / "search_spaces" / "smoke.yaml"),
-                           "--results-dir", str(results), "--cache-dir", str(cache_dir)],
+    done = subprocess.run(study_command("run", ROOT / "search_spaces" / "smoke.yaml", "--results-dir", results),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "already holds a study named 'smoke'" in lines[0] and "--name" in lines[0]
+    assert len(lines) == 1 and "already holds a study named 'smoke'" in lines[0]
+    assert f"study resume {results / 'smoke'}" in lines[0] and "--name" in lines[0]
+
+
+def test_a_name_already_in_the_mlflow_store_is_refused(smoke_study, tmp_path):
+    results, _ = smoke_study
+    done = subprocess.run(study_command("run", ROOT / "search_spaces" / "smoke.yaml", "--results-dir", tmp_path,
+                                        "--tracking-uri", f"sqlite:///{results / 'mlflow.db'}"),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the MLflow store" in lines[0] and "already holds a study named 'smoke'" in lines[0]
+    assert not (tmp_path / "smoke").exists()
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")
+            if p.is_file()}
+
+
+def test_a_second_study_in_the_same_root_and_store_leaves_the_first_alone(smoke_study):
+    results, _ = smoke_study
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    smoke = client.get_experiment_by_name("smoke").experiment_id
+    runs_before = {(r.info.run_id, r.info.status, r.info.end_time) for r in client.search_runs([smoke])}
+    files_before = snapshot(results / "smoke")
+
+    run_study_cli("smoke.yaml", results, "--name", "other", "--set", "methods={lp: {l2: [0.001]}}")
+
+    assert snapshot(results / "smoke") == files_before
+    assert {(r.info.run_id, r.info.status, r.info.end_time) for r in client.search_runs([smoke])} == runs_before
+    other = client.get_experiment_by_name("other").experiment_id
+    assert len(client.search_runs([other])) == 2  # its parent and its one trial
+    assert set(read_table(results / "other")["study"]) == {"other"}

@@ -1,13 +1,11 @@
 """One study from config to report: prepare the caches, build the Tuner, run it, write and log the report."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 import platform
 import subprocess
-import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -212,8 +210,7 @@ def _refuse_existing(study: StudyConfig, tracker: StudyTracker) -> None:
 def _fit(study: StudyConfig, tracker: StudyTracker, make_tuner) -> tuple[dict, str]:
     status = "FAILED"
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the report (and `--json` stays JSON)
-            make_tuner().fit()
+        make_tuner().fit()
         status = "FINISHED"
     finally:
         for name in (CONFIG_FILE, "manifest.json"):

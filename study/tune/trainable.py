@@ -37,11 +37,15 @@ def train_trial(config: dict, study: StudyConfig) -> None:
                   checkpoint_type=tune.Checkpoint)
 
 
+# A multi-worker trial only drives its TorchTrainer, whose workers reserve their own placement group. Ray refuses
+# an empty request, and any CPU fraction would leave a node one CPU short for the workers: reserve memory only.
+DRIVER_RESOURCES = {"cpu": 0, "memory": 256 * 2**20}
+
+
 def trial_resources(study: StudyConfig, config: dict) -> dict:
-    """What a Tune trial reserves. A multi-worker trial only drives its TorchTrainer, whose workers reserve
-    their own placement group, so the trial itself takes nothing."""
+    """What a Tune trial reserves."""
     workers, cpus, gpus = study.resources.of_trial(TrialSpec.of(config, study.seeds).method)
-    return {"cpu": 0} if workers > 1 else {"cpu": cpus, "gpu": gpus}
+    return DRIVER_RESOURCES if workers > 1 else {"cpu": cpus, "gpu": gpus}
 
 
 def report_epochs(spec: TrialSpec, study: StudyConfig, *, device, threads: float, report: Callable, checkpoint,

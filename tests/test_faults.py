@@ -1,0 +1,153 @@
+"""Crashes never cost finished work: SIGKILL the driver and `study resume`; SIGKILL a trial's worker and watch
+Ray retry it from its last epoch checkpoint. Real processes, real Ray, real MLflow store."""
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+from mlflow.tracking import MlflowClient
+
+from helpers import ROOT, study_command
+from study.results import read_table, table_dir
+
+FAULT_STUDY = ["--set", "seeds=[0]", "--set", "lpft_head_l2=[0.001]",
+               "--set", "methods={lp: {l2: [0.0001, 0.001]}, ft: {lr: [0.01, 0.03], epochs: 3}, "
+                        "lpft: {lr: [0.003], epochs: 3}}"]
+TRIALS = 5
+
+
+def start_study(results: Path, name: str, *args) -> subprocess.Popen:
+    command = study_command("run", ROOT / "search_spaces" / "smoke.yaml", "--results-dir", results, "--name", name,
+                            "--no-progress", *args)
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group: the driver and the Ray it started
+
+
+def trial_parts(study_dir: Path) -> dict[str, pd.DataFrame]:
+    parts = {}
+    for path in table_dir(study_dir).glob("*.parquet"):
+        try:
+            parts[path.stem] = pd.read_parquet(path)
+        except (OSError, ValueError):  # replaced while we read it
+            pass
+    return parts
+
+
+def wait_for(condition, process: subprocess.Popen, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        assert process.poll() is None, f"the study ended before the fault: {process.stderr.read()[-2000:]}"
+        time.sleep(0.2)
+    raise TimeoutError("the study never reached the state to inject the fault")
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL the driver's whole process group, as a lost head node would, and wait for every process to go."""
+    members = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    for member in members:
+        try:
+            member.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(members, timeout=30)
+
+
+def ray_results(study_dir: Path) -> dict[str, list[dict]]:
+    """Every result Ray recorded, per trial, in order (Ray's own result.json files)."""
+    out: dict[str, list[dict]] = {}
+    for path in (study_dir / "ray").glob("*/result.json"):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if rows:
+            out[rows[0]["trial_id"]] = rows
+    return out
+
+
+def child_runs(results: Path, name: str) -> list:
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(name)
+    parents = client.search_runs([experiment.experiment_id], "tags.lpft_role = 'study'")
+    assert len(parents) == 1
+    children = client.search_runs([experiment.experiment_id],
+                                  f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
+    return [(child, client.get_metric_history(child.info.run_id, "id_val/acc")) for child in children]
+
+
+def assert_counted_once(results: Path, name: str, table: pd.DataFrame) -> None:
+    assert not table.duplicated(["trial_id", "epoch", "split"]).any()
+    for trial_id, rows in table.groupby("trial_id"):
+        assert (rows["outcome"] == "finished").all(), trial_id
+        epochs = sorted(rows["epoch"].unique())
+        assert epochs == list(range(epochs[0], epochs[-1] + 1)), (trial_id, epochs)
+    runs = child_runs(results, name)
+    assert sorted(child.data.tags["trial_id"] for child, _ in runs) == sorted(table["trial_id"].unique())
+    for child, history in runs:
+        steps = [metric.step for metric in history]
+        assert len(steps) == len(set(steps)), f"trial {child.data.tags['trial_id']} logged an epoch twice: {steps}"
+
+
+@pytest.mark.slow
+def test_a_killed_driver_resumes_with_nothing_lost_and_nothing_counted_twice(tmp_path, cache_dir):
+    study_dir = tmp_path / "crash"
+    driver = start_study(tmp_path, "crash", *FAULT_STUDY)
+
+    def finished_and_running():
+        parts = trial_parts(study_dir)
+        finished = {t for t, part in parts.items() if (part["outcome"] == "finished").all()}
+        midway = {t for t, part in parts.items() if (part["outcome"] == "running").all() and part["epoch"].max() >= 1}
+        return (finished, midway) if finished and midway else None
+
+    finished, midway = wait_for(finished_and_running, driver)
+    kill_group(driver)
+    before = {t: part for t, part in trial_parts(study_dir).items() if t in finished}
+    reported_before = ray_results(study_dir)
+
+    done = subprocess.run(study_command("resume", study_dir, "--json", "--no-progress"), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["trials"] == {"total": TRIALS, "finished": TRIALS, "diverged": 0, "failed": 0}
+
+    table = read_table(study_dir)
+    assert table["trial_id"].nunique() == TRIALS
+    assert_counted_once(tmp_path, "crash", table)
+    reported_after = ray_results(study_dir)
+    for trial_id, part in before.items():  # finished before the crash: not one more epoch, the same rows
+        assert len(reported_after[trial_id]) == len(reported_before[trial_id]), trial_id
+        pd.testing.assert_frame_equal(part.reset_index(drop=True),
+                                      table[table["trial_id"] == trial_id].reset_index(drop=True)[part.columns])
+    for trial_id in midway:  # interrupted: continued after its last checkpoint, never back to epoch 0
+        epochs = [row["epoch"] for row in reported_after[trial_id] if "epoch" in row]
+        assert epochs.count(0) == 1 and epochs[-1] == 3, epochs
+
+
+@pytest.mark.slow
+def test_a_killed_trial_worker_is_retried_from_its_last_checkpoint(tmp_path, cache_dir):
+    study_dir = tmp_path / "workerkill"
+    driver = start_study(tmp_path, "workerkill", "--set", "methods={ft: {lr: [0.03], epochs: 4}}",
+                         "--set", "max_failures=2")
+    wait_for(lambda: any(part["epoch"].max() >= 2 for part in trial_parts(study_dir).values()), driver)
+    workers = [p for p in psutil.process_iter(["cmdline"])
+               if p.info["cmdline"] and p.info["cmdline"][0].startswith("ray::ImplicitFunc")]
+    assert len(workers) == 1, [p.info["cmdline"] for p in workers]
+    workers[0].kill()
+    assert driver.wait(timeout=600) == 0, driver.stderr.read()[-3000:]
+
+    table = read_table(study_dir)
+    assert_counted_once(tmp_path, "workerkill", table)
+    assert sorted(table["epoch"].unique()) == [0, 1, 2, 3, 4]
+    (reported,) = ray_results(study_dir).values()
+    epochs = [row["epoch"] for row in reported if "epoch" in row]
+    pids = [row["pid"] for row in reported]
+    restart = next(i for i in range(1, len(pids)) if pids[i] != pids[i - 1])
+    assert epochs.count(0) == 1, f"the retried trial started over from epoch 0: {epochs}"
+    assert epochs[restart] == epochs[restart - 1] + 1 or epochs[restart] == epochs[restart - 1], epochs
+    assert epochs[restart - 1] >= 2 and epochs[-1] == 4
