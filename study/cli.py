@@ -37,7 +37,8 @@ def study_from_args(args):
 
     try:
         return load_config(args.config, args.set, name=args.name, results_dir=args.results_dir,
-                           tracking_uri=args.tracking_uri, cache_dir=args.cache_dir)
+                           tracking_uri=args.tracking_uri, cache_dir=args.cache_dir, data_root=args.data_root,
+                           backbone_weights=args.weights)
     except ConfigError as error:
         raise UserError(str(error)) from None
 
@@ -46,10 +47,13 @@ def _run(args) -> int:
     study = study_from_args(args)
     from study.tune.runner import StudyExists, run_study
 
+    from study.data.files import DataError
+    from study.models.pretrained import WeightsError
+
     try:
         with _stdout_to_stderr():
             report, text = run_study(study, progress=not args.no_progress)
-    except StudyExists as error:
+    except (StudyExists, DataError, WeightsError) as error:
         raise UserError(str(error)) from None
     return _print_report(report, text, study, args.json)
 
@@ -125,6 +129,10 @@ def parser() -> argparse.ArgumentParser:
                                             "sqlite:///<results-dir>/mlflow.db)")
     run.add_argument("--cache-dir", help="cache for data, backbones and features (default: $LPFT_CACHE_DIR, "
                                          "else ~/.cache/lpft-study)")
+    run.add_argument("--data-root", help="folder of the data sets in their official layouts (default: $LPFT_DATA_ROOT; "
+                                         "the embedded benchmark needs none)")
+    run.add_argument("--weights", help="local pretrained weights file of the backbone (a MoCo .pth.tar, a timm or "
+                                       "CLIP checkpoint)")
     run.add_argument("--json", action="store_true", help="print the report as one JSON object")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(command=_run)

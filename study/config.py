@@ -30,11 +30,12 @@ _FT_PARAMS = {"lr": (float, 0.01), "epochs": (int, 10), "batch_size": (int, 64),
               "weight_decay": (float, 0.0)}
 # Per method: hyper-parameter -> (type, default). The only place these names and defaults live.
 METHOD_PARAMS: dict[str, dict[str, tuple[type, Any]]] = {
-    "lp": {"l2": (float, 1e-3)},
+    # LP's strength is ``l2`` (mean loss + l2/2 ||W||^2) or, as the paper's sklearn sweep gives it, ``C`` (l2 = 1/(C n)).
+    "lp": {"l2": (float, 1e-3), "C": (float, None)},
     "ft": dict(_FT_PARAMS),
     "lpft": {**_FT_PARAMS, "lr": (float, 0.001)},
 }
-_POSITIVE = {"lr", "epochs", "batch_size", "l2"}
+_POSITIVE = {"lr", "epochs", "batch_size", "l2", "C"}
 
 
 class ConfigError(ValueError):
@@ -96,12 +97,14 @@ class StudyConfig:
     backbone: str = "glyphnet"
     seeds: tuple[int, ...] = (0,)
     methods: dict[str, dict[str, Param]] = field(default_factory=dict)
-    lpft_head_l2: tuple[float, ...] = ()
+    lpft_head: tuple[str, tuple[float, ...]] = ("l2", ())  # ("l2" or "C", values) of LP-FT's LP stage
     search: SearchConfig = SearchConfig()
     resources: ResourcesConfig = ResourcesConfig()
     max_failures: int = 2
     results_dir: Path = Path("results")
     storage: str | None = None
+    data_root: str | None = None
+    backbone_weights: str | None = None
     cache_dir: Path | None = None
     tracking_uri: str | None = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)
@@ -148,8 +151,8 @@ def parse_config(raw: dict) -> StudyConfig:
     """Validate a plain mapping into a ``StudyConfig``; raise one ``ConfigError`` listing every problem."""
     problems: list[str] = []
     check = _Checker(problems)
-    allowed = {"name", "benchmark", "backbone", "seeds", "methods", "lpft_head_l2", "search", "resources",
-               "max_failures", "results_dir", "storage", "cache_dir", "tracking_uri"}
+    allowed = {"name", "benchmark", "backbone", "seeds", "methods", "lpft_head_l2", "lpft_head_C", "search", "resources",
+               "max_failures", "results_dir", "storage", "cache_dir", "tracking_uri", "data_root", "backbone_weights"}
     check.unknown_keys(raw, allowed, "")
     name = check.typed(raw, "name", str, None, required=True)
     if isinstance(name, str) and (not name or any(c in name for c in "/\\ ")):
@@ -159,7 +162,7 @@ def parse_config(raw: dict) -> StudyConfig:
     seeds = check.int_list(raw, "seeds", [0])
     search = _parse_search(raw.get("search") or {}, check)
     methods = _parse_methods(raw.get("methods"), search, check)
-    head_l2 = _parse_head_l2(raw, methods, check)
+    head_kind, head_values = _parse_head_strength(raw, methods, check)
     resources = _parse_resources(raw.get("resources") or {}, check)
     _check_batches_split(methods, resources.workers_per_trial, check)
     if search.scheduler == "asha" and resources.workers_per_trial > 1 and set(methods) - {"lp"}:
@@ -170,14 +173,17 @@ def parse_config(raw: dict) -> StudyConfig:
     if max_failures < 0:
         problems.append("max_failures: must be 0 or more (retries of a failed trial from its last checkpoint)")
     storage = check.typed(raw, "storage", str, None)
+    data_root = check.typed(raw, "data_root", str, None)
+    backbone_weights = check.typed(raw, "backbone_weights", str, None)
     results_dir = Path(check.typed(raw, "results_dir", str, "results"))
     cache_dir = check.typed(raw, "cache_dir", str, None)
     tracking_uri = check.typed(raw, "tracking_uri", str, None)
     if problems:
         raise ConfigError(problems)
     return StudyConfig(name=name, benchmark=benchmark, backbone=backbone, seeds=tuple(seeds), methods=methods,
-                       lpft_head_l2=head_l2, search=search, resources=resources, max_failures=max_failures,
-                       results_dir=results_dir, storage=storage,
+                       lpft_head=(head_kind, head_values), search=search, resources=resources, max_failures=max_failures,
+                       results_dir=results_dir, storage=storage, data_root=data_root,
+                       backbone_weights=backbone_weights,
                        cache_dir=Path(cache_dir) if cache_dir else None, tracking_uri=tracking_uri,
                        raw=copy.deepcopy(raw))
 
@@ -310,9 +316,12 @@ def _parse_methods(raw: Any, search: SearchConfig, check: _Checker) -> dict[str,
             continue
         known = METHOD_PARAMS[method]
         check.unknown_keys(params, set(known), f"methods.{method}.")
+        if "C" in params and "l2" in params:
+            check.problems.append(f"methods.{method}: give l2 or C, not both (l2 = 1/(C n_train))")
         methods[method] = {
             key: _parse_param(params.get(key, default), kind, f"methods.{method}.{key}", search, check)
             for key, (kind, default) in known.items()
+            if key in params or default is not None and not (key == "l2" and "C" in params)
         }
     return methods
 
@@ -368,22 +377,27 @@ def _coerce(value: Any, kind: type, where: str, check: _Checker):
     return value
 
 
-def _parse_head_l2(raw: dict, methods: dict[str, dict[str, Param]], check: _Checker) -> tuple[float, ...]:
-    """L2 values the LP stage of LP-FT sweeps; defaults to the LP grid."""
+def _parse_head_strength(raw: dict, methods: dict[str, dict[str, Param]], check: _Checker) -> tuple[str, tuple]:
+    """The LP stage of LP-FT sweeps ``lpft_head_l2`` or ``lpft_head_C`` values; by default the LP grid's."""
     if "lpft" not in methods:
-        return ()
-    value = raw.get("lpft_head_l2")
-    if value is None:
-        lp = methods.get("lp", {}).get("l2")
-        if lp is None or lp.is_sampled:
+        return "l2", ()
+    given = [key for key in ("l2", "C") if raw.get(f"lpft_head_{key}") is not None]
+    if len(given) == 2:
+        check.problems.append("lpft_head_C: give lpft_head_l2 or lpft_head_C, not both")
+    if not given:
+        lp = methods.get("lp", {})
+        key = "C" if "C" in lp else "l2"
+        if key not in lp or lp[key].is_sampled:
             check.problems.append("lpft_head_l2: LP-FT needs the L2 values of its LP stage; add "
                                   "`lpft_head_l2: [1e-4, 1e-3, 1e-2]` or an LP grid under methods.lp.l2")
-            return ()
-        return lp.values
+            return "l2", ()
+        return key, lp[key].values
+    key = given[0]
+    value = raw[f"lpft_head_{key}"]
     values = value if isinstance(value, list) else [value]
     if not values:
-        check.problems.append("lpft_head_l2: empty list; give at least one L2 value")
-    return tuple(_coerce(v, float, "lpft_head_l2", check) for v in values)
+        check.problems.append(f"lpft_head_{key}: empty list; give at least one value")
+    return key, tuple(_coerce(v, float, f"lpft_head_{key}", check) for v in values)
 
 
 def _apply_override(raw: dict, override: str) -> None:

@@ -1,7 +1,7 @@
 """What every benchmark is: named splits of (image, label) data, ID and OOD, and how to batch them."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -16,6 +16,8 @@ class Benchmark:
 
     ``splits`` holds ``train``, ``id_val``, ``id_test`` and, per OOD domain D, ``D_val`` (for the OOD-oracle
     ablation only) and ``D_test``. ``fingerprint`` changes whenever the data would, and keys every cache built on it.
+    ``class_subsets`` names, for splits that cover only some classes (ImageNet-R, -A), the class indices their
+    predictions are restricted to.
     """
 
     name: str
@@ -23,6 +25,7 @@ class Benchmark:
     ood_domains: tuple[str, ...]
     splits: dict[str, Dataset]
     fingerprint: str
+    class_subsets: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def set_transform(self, transform: Callable) -> None:
         """Make every split apply ``transform`` (the backbone's eval transform) to its images."""

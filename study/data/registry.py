@@ -9,6 +9,8 @@ register_benchmark = BENCHMARKS.register
 list_benchmarks = BENCHMARKS.names
 
 
-def create_benchmark(name: str, *, transform=None, cache_dir=None, **options) -> Benchmark:
-    """Build benchmark ``name``; ``transform`` (or a later ``set_transform``) is the backbone's eval transform."""
+def create_benchmark(name: str, *, transform=None, cache_dir=None, data_root=None) -> Benchmark:
+    """Build benchmark ``name``; ``transform`` (or a later ``set_transform``) is the backbone's eval transform.
+    ``data_root`` is where data sets on disk live (the embedded benchmark needs none)."""
+    options = {"data_root": data_root} if data_root is not None else {}
     return BENCHMARKS.get(name)(transform=transform, cache_dir=cache_dir, **options)

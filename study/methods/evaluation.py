@@ -54,6 +54,16 @@ def score(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
             "loss": F.cross_entropy(logits, labels).item()}
 
 
+def restrict(logits: torch.Tensor, classes: tuple[int, ...] | None) -> torch.Tensor:
+    """The logits of a split that covers only ``classes`` (ImageNet-R, -A): every other class is masked out, so it
+    is never predicted and takes no probability."""
+    if not classes:
+        return logits
+    mask = torch.full((logits.shape[1],), float("-inf"), device=logits.device)
+    mask[list(classes)] = 0.0
+    return logits + mask
+
+
 def to_device(images: torch.Tensor, device) -> torch.Tensor:
     """Image batches go channels-last: convolutions run ~1.5x faster that way on CPU, and use tensor cores on GPU."""
     memory_format = torch.channels_last if images.dim() == 4 else torch.contiguous_format
@@ -80,7 +90,7 @@ def evaluate(model: nn.Module, benchmark: Benchmark, *, batch_size: int = 512, d
         counts = torch.zeros(3, dtype=torch.float64, device=device)  # correct, summed loss, examples
         for images, labels in loader(benchmark.splits[split], batch_size, num_workers=num_workers, shard=shard):
             images, labels = to_device(images, device), labels.to(device, non_blocking=True)
-            logits = model(images).float()
+            logits = restrict(model(images).float(), benchmark.class_subsets.get(split))
             counts[0] += (logits.argmax(1) == labels).sum()
             counts[1] += F.cross_entropy(logits, labels, reduction="sum")
             counts[2] += len(labels)

@@ -34,6 +34,9 @@ def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int,
     prepare_model(model, device)
     train_set = benchmark.splits[TRAIN]
     steps_per_epoch = len(train_set) // batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size {batch_size} is more than the {len(train_set)} training examples, so an epoch "
+                         "has no full batch; use a smaller batch_size")
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
     start = 0

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from study.data import ID_VAL, TRAIN
-from study.methods.evaluation import EpochResult, check_finite, score
+from study.methods.evaluation import EpochResult, check_finite, restrict, score
 from study.methods.features import Features
 
 
@@ -65,6 +65,14 @@ def fit_logistic_regression(x: torch.Tensor, y: torch.Tensor, num_classes: int, 
     return weight.detach(), bias.detach()
 
 
+def to_l2(kind: str, values: Sequence[float], features: Features) -> list[float]:
+    """L2 strengths from ``("l2", values)`` or from sklearn's ``("C", values)``: l2 = 1 / (C * n_train)."""
+    if kind == "l2":
+        return list(values)
+    n = len(features[TRAIN][1])
+    return [1.0 / (c * n) for c in values]
+
+
 def scalar_standardizer(train_features: torch.Tensor) -> tuple[float, float]:
     """One mean and one std over all train feature entries, as the paper's LP scales its features."""
     return train_features.mean().item(), train_features.std().item()
@@ -95,12 +103,17 @@ def best_head(features: Features, sweep: list[tuple[float, LinearHead]]) -> tupl
     return sweep[accuracies.index(max(accuracies))]
 
 
-def linear_probe(features: Features, *, l2: float, num_classes: int, max_iter: int = 1000) -> Iterator[EpochResult]:
-    """LP as a method: solve for one L2 strength and report every split once (epoch 1)."""
+def linear_probe(features: Features, *, l2: float, num_classes: int, max_iter: int = 1000,
+                 class_subsets: dict[str, tuple[int, ...]] | None = None) -> Iterator[EpochResult]:
+    """LP as a method: solve for one L2 strength and report every split once (epoch 1).
+
+    ``class_subsets`` restricts the predictions on splits that cover only some classes (see ``restrict``)."""
+    class_subsets = class_subsets or {}
     (l2, head), = lp_sweep(features, [l2], num_classes, max_iter=max_iter)
     train_x, train_y = features[TRAIN]
     train_loss = torch.nn.functional.cross_entropy(head.logits(train_x), train_y)
     check_finite(train_loss, epoch=1)
-    splits = {split: score(head.logits(x), y) for split, (x, y) in features.items() if split != TRAIN}
+    splits = {split: score(restrict(head.logits(x), class_subsets.get(split)), y)
+              for split, (x, y) in features.items() if split != TRAIN}
     yield EpochResult(epoch=1, splits=splits, train_loss=train_loss.item(), extras={"head_norm": head.norm},
                       state={"head": {"weight": head.weight, "bias": head.bias}})

@@ -9,32 +9,35 @@ from study.data import create_benchmark
 from study.methods.evaluation import EpochResult
 from study.methods.features import cached_features
 from study.methods.ft import fine_tune
-from study.methods.lp import linear_probe
+from study.methods.lp import linear_probe, to_l2
 from study.methods.lpft import lp_ft
 from study.models import create_backbone
 
 
 def run_method(method: str, hparams: dict, *, benchmark: str, backbone: str, seed: int,
-               head_l2: Sequence[float] = (), cache_dir=None, device="cpu", resume: dict | None = None,
-               num_workers: int = 0) -> Iterator[EpochResult]:
+               head: tuple[str, Sequence[float]] = ("l2", ()), cache_dir=None, data_root=None, weights=None, device="cpu",
+               resume: dict | None = None, num_workers: int = 0) -> Iterator[EpochResult]:
     """Yield ``method``'s per-epoch results for one hyper-parameter setting and seed.
 
-    The seed fixes the new head's initialisation and the order of the training data.
+    The seed fixes the new head's initialisation and the order of the training data. ``head`` is LP-FT's LP stage:
+    ("l2", values) or ("C", values). LP's own strength is ``hparams["l2"]`` or ``hparams["C"]``.
     """
-    data = create_benchmark(benchmark, cache_dir=cache_dir)
+    data = create_benchmark(benchmark, cache_dir=cache_dir, data_root=data_root)
     torch.manual_seed(seed)
-    encoder = create_backbone(backbone, num_classes=data.num_classes, cache_dir=cache_dir)
+    encoder = create_backbone(backbone, num_classes=data.num_classes, cache_dir=cache_dir, weights=weights)
     data.set_transform(encoder.transform)
     if method == "lp":
         if resume is not None:  # LP has a single epoch: a checkpoint means it already reported
             return
         features = cached_features(encoder, data, cache_dir=cache_dir, device=device)
-        yield from linear_probe(features, num_classes=data.num_classes, **hparams)
+        l2 = to_l2("C", [hparams["C"]], features)[0] if "C" in hparams else hparams["l2"]
+        yield from linear_probe(features, l2=l2, num_classes=data.num_classes, class_subsets=data.class_subsets)
     elif method == "ft":
         yield from fine_tune(encoder.model, data, seed=seed, device=device, resume=resume, num_workers=num_workers,
                              **hparams)
     elif method == "lpft":
         features = None if resume else cached_features(encoder, data, cache_dir=cache_dir, device=device)
+        head_l2 = None if resume else to_l2(*head, features)
         yield from lp_ft(encoder.model, data, features, head_l2=head_l2, seed=seed, device=device, resume=resume,
                          num_workers=num_workers, **hparams)
     else:

@@ -9,6 +9,8 @@ register_backbone = BACKBONES.register
 list_backbones = BACKBONES.names
 
 
-def create_backbone(name: str, *, num_classes: int, cache_dir=None, progress: bool = False, **options) -> Backbone:
-    """A fresh copy of backbone ``name`` with pretrained weights and a new ``num_classes``-way head."""
+def create_backbone(name: str, *, num_classes: int, cache_dir=None, progress: bool = False, weights=None) -> Backbone:
+    """A fresh copy of backbone ``name`` with pretrained weights (``weights``: a local file, where the backbone takes
+    one) and a new ``num_classes``-way head."""
+    options = {"weights": weights} if weights is not None else {}
     return BACKBONES.get(name)(num_classes=num_classes, cache_dir=cache_dir, progress=progress, **options)

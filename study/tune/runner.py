@@ -41,9 +41,9 @@ def absolute(study: StudyConfig) -> StudyConfig:
 
 def prepare(study: StudyConfig, progress: bool = True) -> dict[str, str]:
     """Generate the data, pretrain the backbone and extract LP features now, once, with progress bars."""
-    data = create_benchmark(study.benchmark, cache_dir=study.cache_dir)
+    data = create_benchmark(study.benchmark, cache_dir=study.cache_dir, data_root=study.data_root)
     encoder = create_backbone(study.backbone, num_classes=data.num_classes, cache_dir=study.cache_dir,
-                              progress=progress)
+                              progress=progress, weights=study.backbone_weights)
     data.set_transform(encoder.transform)
     if {"lp", "lpft"} & set(study.methods):
         cached_features(encoder, data, cache_dir=study.cache_dir, progress=progress)
@@ -155,10 +155,10 @@ def run_study(study: StudyConfig, *, progress: bool = True) -> tuple[dict, str]:
     study = absolute(study)
     tracker = StudyTracker.for_study(study)
     _refuse_existing(study, tracker)
+    fingerprints = prepare(study, progress)  # bad data or weights stop the study before it writes anything
     study.study_dir.mkdir(parents=True, exist_ok=True)
     resolved = {**study.to_dict(), "name": study.name, "results_dir": str(study.results_dir)}
     (study.study_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
-    fingerprints = prepare(study, progress)
     (study.study_dir / "manifest.json").write_text(json.dumps(manifest(study, fingerprints), indent=2))
 
     tracker.start_parent(flatten(study.to_dict()), {"study": study.name, **{f"fingerprint.{k}": v for k, v in

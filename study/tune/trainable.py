@@ -58,7 +58,8 @@ def report_epochs(spec: TrialSpec, study: StudyConfig, *, device, threads: float
     resume = _load_state(checkpoint)
     best = resume.pop("best_id_val_acc", -math.inf) if resume else -math.inf
     results = run_method(spec.method, spec.hparams, benchmark=study.benchmark, backbone=study.backbone, seed=spec.seed,
-                         head_l2=study.lpft_head_l2, cache_dir=study.cache_dir, device=device, resume=resume)
+                         head=study.lpft_head, cache_dir=study.cache_dir, data_root=study.data_root,
+                         weights=study.backbone_weights, device=device, resume=resume)
     try:
         for result in results:
             metrics = result.flat()

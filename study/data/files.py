@@ -1,0 +1,92 @@
+"""Real data sets on disk: where they live, how their images are read, and how splits are carved out of them.
+
+Every loader reads a *data root* (the config's ``data_root``, ``--data-root`` or ``$LPFT_DATA_ROOT``) holding each
+data set in its official layout, and never downloads anything unless asked. A missing or malformed root is a
+``DataError``: one line naming the path expected, what was found, and where the data set is obtained.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+ENV_VAR = "LPFT_DATA_ROOT"
+HOLDOUT_SEED = 0  # fixed: every trial, seed and method sees the same splits
+
+
+class DataError(FileNotFoundError):
+    """A data set is missing or malformed on disk (one line: the path, what was found, where to get it)."""
+
+
+def resolve_data_root(configured: str | os.PathLike | None = None) -> Path:
+    root = configured or os.environ.get(ENV_VAR)
+    if not root:
+        raise DataError(f"no data root: pass --data-root DIR (or set ${ENV_VAR}) to the folder that holds the "
+                        "data sets in their official layouts (see the README's table of benchmarks)")
+    return Path(root).expanduser().resolve()
+
+
+def require(path: Path, what: str, source: str) -> Path:
+    """``path`` if it exists, else a DataError that says what was expected there and where to get it."""
+    if path.exists():
+        return path
+    parent = next((p for p in path.parents if p.exists()), None)
+    found = f"{parent} holds {sorted(c.name for c in parent.iterdir())[:8]}" if parent else "nothing"
+    raise DataError(f"{path}: not found ({what} expected here; {found}); get it from {source}")
+
+
+class ImageFiles(Dataset):
+    """Images read from files (converted to RGB: ImageNet holds grayscale, CMYK and RGBA JPEGs)."""
+
+    def __init__(self, paths: Sequence[Path], labels: Sequence[int], transform: Callable | None = None):
+        self.paths, self.labels, self.transform = list(paths), torch.as_tensor(labels, dtype=torch.long), transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        with Image.open(self.paths[index]) as image:
+            image = image.convert("RGB")
+        return (self.transform(image) if self.transform else image), self.labels[index]
+
+    def subset(self, indices: Sequence[int]) -> "ImageFiles":
+        return ImageFiles([self.paths[i] for i in indices], self.labels[list(indices)], self.transform)
+
+
+class ImageArrays(Dataset):
+    """Images held in memory as one uint8 array [N, H, W, 3] (CIFAR, STL-10), served as PIL images."""
+
+    def __init__(self, images: np.ndarray, labels: Sequence[int], transform: Callable | None = None):
+        self.images, self.labels, self.transform = images, torch.as_tensor(labels, dtype=torch.long), transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        image = Image.fromarray(self.images[index])
+        return (self.transform(image) if self.transform else image), self.labels[index]
+
+    def subset(self, indices: Sequence[int]) -> "ImageArrays":
+        return ImageArrays(self.images[list(indices)], self.labels[list(indices)], self.transform)
+
+
+def holdout(dataset, size: int) -> tuple[Dataset, Dataset]:
+    """(rest, held-out ``size`` examples), drawn by a fixed seed: an ID val split for sets that ship none."""
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(HOLDOUT_SEED)).tolist()
+    return dataset.subset(sorted(order[size:])), dataset.subset(sorted(order[:size]))
+
+
+def halves(dataset) -> tuple[Dataset, Dataset]:
+    """(val, test): an OOD set that ships as one split, halved by a fixed seed so the oracle's val stays apart."""
+    test, val = holdout(dataset, len(dataset) // 2)
+    return val, test
+
+
+def id_val_size(train_size: int) -> int:
+    """ID val held out of train where a data set has none: 10%, at least 1 and at most 10,000 images."""
+    return max(1, min(train_size // 10, 10_000))

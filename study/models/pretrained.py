@@ -1,0 +1,104 @@
+"""The paper's backbones: timm architectures with pretrained weights from a local file (or timm's hub).
+
+- ``resnet50-moco``: a ResNet-50 from a MoCo checkpoint (MoCo-v2, or MoCo-TP for FMoW): the official
+  ``.pth.tar`` whose ``state_dict`` keys start with ``module.encoder_q.``; the query encoder is kept, its MLP head
+  dropped, and the weights go into timm's ``resnet50`` (same key names as torchvision's).
+- ``clip-rn50``, ``clip-vit-b16``: CLIP's image towers as timm ships them (``resnet50_clip.openai``,
+  ``vit_base_patch16_clip_224.openai``). A local file is read through timm's own loader and converter, so timm's
+  hub files and OpenAI / OpenCLIP state dicts both load. The new head replaces CLIP's projection.
+
+Every checkpoint is read with ``torch.load(weights_only=True)``. Each backbone brings its own eval transform (size,
+crop, interpolation, normalisation), used by LP and FT alike.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import timm
+import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform, resolve_data_config
+
+from study.cache import content_hash
+from study.models.backbone import Backbone
+from study.models.registry import register_backbone
+
+MOCO_PREFIX = "module.encoder_q."
+MOCO_SOURCE = "https://github.com/facebookresearch/moco (moco_v2_800ep_pretrain.pth.tar)"
+
+
+class WeightsError(FileNotFoundError):
+    """A backbone's weights file is missing or is not the checkpoint it should be (one line: path and fix)."""
+
+
+def weights_fingerprint(name: str, weights: str | os.PathLike | None) -> str:
+    if weights is None:
+        return content_hash(name, "hub")
+    stat = Path(weights).stat()
+    return content_hash(name, str(Path(weights).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def read_checkpoint(path: str | os.PathLike, what: str, source: str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weights file ({what} expected); get it from {source}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for files that are not checkpoints
+        raise WeightsError(f"{path}: not a readable {what} ({type(error).__name__}: {str(error)[:120]}); "
+                           f"get it from {source}") from None
+
+
+def moco_state_dict(checkpoint: dict, path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The query encoder of a MoCo checkpoint, in torchvision / timm ResNet-50 key names, without the MLP head."""
+    state = checkpoint.get("state_dict", checkpoint)
+    encoder = {key[len(MOCO_PREFIX):]: value for key, value in state.items()
+               if key.startswith(MOCO_PREFIX) and not key.startswith(MOCO_PREFIX + "fc")}
+    if not encoder:
+        raise WeightsError(f"{path}: no '{MOCO_PREFIX}*' keys in its state_dict, so not a MoCo checkpoint; get one "
+                           f"from {MOCO_SOURCE}")
+    return encoder
+
+
+@register_backbone("resnet50-moco")
+def resnet50_moco(*, num_classes: int, weights=None, cache_dir=None, progress: bool = False) -> Backbone:
+    if weights is None:
+        raise WeightsError(f"resnet50-moco needs backbone_weights: PATH to a MoCo checkpoint; get one from "
+                           f"{MOCO_SOURCE}")
+    model = timm.create_model("resnet50", pretrained=False, num_classes=num_classes)
+    encoder = moco_state_dict(read_checkpoint(weights, "MoCo ResNet-50 checkpoint", MOCO_SOURCE), weights)
+    missing, unexpected = model.load_state_dict(encoder, strict=False)
+    if set(missing) != {"fc.weight", "fc.bias"} or unexpected:
+        raise WeightsError(f"{weights}: not a MoCo ResNet-50 (missing {sorted(set(missing) - {'fc.weight', 'fc.bias'})[:3]}, "
+                           f"unexpected {sorted(unexpected)[:3]}); get one from {MOCO_SOURCE}")
+    # MoCo's own evaluation transform: resize to 256, centre-crop 224, ImageNet statistics.
+    transform = create_transform(input_size=224, crop_pct=224 / 256, interpolation="bilinear",
+                                 mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)
+    return Backbone("resnet50-moco", model, transform, weights_fingerprint("resnet50-moco", weights))
+
+
+def timm_backbone(name: str, timm_name: str, num_classes: int, weights=None) -> Backbone:
+    """timm's ``timm_name`` with its pretrained weights: from the local file ``weights`` where given (through timm's
+    loader and its converter for the original format), else from timm's hub."""
+    overlay = None
+    if weights is not None:
+        read_checkpoint(weights, f"{timm_name} checkpoint", f"https://huggingface.co/timm/{timm_name}")
+        overlay = {"file": str(Path(weights).resolve())}
+    try:
+        model = timm.create_model(timm_name, pretrained=True, num_classes=num_classes, pretrained_cfg_overlay=overlay)
+    except (RuntimeError, KeyError, OSError) as error:
+        where = weights or f"the Hugging Face Hub (timm/{timm_name})"
+        raise WeightsError(f"{where}: could not load {timm_name}'s weights ({type(error).__name__}: "
+                           f"{str(error).splitlines()[0][:120]}); pass backbone_weights: PATH to its checkpoint") from None
+    transform = create_transform(**resolve_data_config({}, model=model))
+    return Backbone(name, model, transform, weights_fingerprint(timm_name, weights))
+
+
+@register_backbone("clip-rn50")
+def clip_rn50(*, num_classes: int, weights=None, cache_dir=None, progress: bool = False) -> Backbone:
+    return timm_backbone("clip-rn50", "resnet50_clip.openai", num_classes, weights)
+
+
+@register_backbone("clip-vit-b16")
+def clip_vit_b16(*, num_classes: int, weights=None, cache_dir=None, progress: bool = False) -> Backbone:
+    return timm_backbone("clip-vit-b16", "vit_base_patch16_clip_224.openai", num_classes, weights)

@@ -1,0 +1,84 @@
+"""The paper presets encode Kumar et al.'s protocol exactly, and each runs its first epoch of LP and FT on tiny files
+in the official formats, with random weights in the official checkpoint layouts."""
+import numpy as np
+import pytest
+import timm
+import torch
+
+from helpers import ROOT
+from official_formats import (write_breeds, write_cifar10, write_cifar101, write_domainnet, write_fmow, write_imagenet,
+                              write_stl10)
+from study.config import load_config
+from study.methods.run import run_method
+from test_backbones import moco_checkpoint  # noqa: F401  (fixture)
+from test_loaders import breeds_world
+
+# Kumar et al. 2022 (arXiv 2202.10054), appendix: the protocol every preset must encode.
+FT_LRS = [3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+LPFT_LRS = [1e-4, 3e-5, 1e-5, 3e-6, 1e-6, 3e-7]
+LP_C = np.logspace(-7, 2, 50)
+PAPER = {  # preset: (benchmark, backbone, epochs, seeds)
+    "cifar10": ("cifar10", "resnet50-moco", 20, 3),
+    "living17": ("living17", "resnet50-moco", 20, 3),
+    "entity30": ("entity30", "resnet50-moco", 20, 3),
+    "domainnet": ("domainnet", "clip-rn50", 50, 3),
+    "fmow": ("fmow", "resnet50-moco", 20, 3),
+    "imagenet": ("imagenet", "clip-vit-b16", 10, 1),
+}
+
+
+def preset(name: str, *overrides, **settings):
+    return load_config(ROOT / "search_spaces" / "paper" / f"{name}.yaml", list(overrides), **settings)
+
+
+@pytest.mark.parametrize("name", sorted(PAPER))
+def test_preset_is_the_papers_protocol(name):
+    study = preset(name)
+    benchmark, backbone, epochs, seeds = PAPER[name]
+    assert (study.benchmark, study.backbone, len(study.seeds)) == (benchmark, backbone, seeds)
+    for method, lrs in (("ft", FT_LRS), ("lpft", LPFT_LRS)):
+        params = {key: param.values for key, param in study.methods[method].items()}
+        assert params["lr"] == pytest.approx(lrs) and params["epochs"] == (epochs,)
+        assert params["batch_size"] == (64,) and params["momentum"] == (0.9,) and params["weight_decay"] == (0.0,)
+    assert study.methods["lp"]["C"].values == pytest.approx(LP_C, rel=1e-3)
+    assert study.lpft_head[0] == "C" and study.lpft_head[1] == pytest.approx(LP_C, rel=1e-3)
+    assert study.search.algorithm == "grid" and study.search.scheduler == "fifo"
+
+
+def write_fixture(name: str, root, tmp_path):
+    """A tiny copy of the preset's data set, and a random-weight checkpoint of its backbone in the official layout."""
+    if name == "cifar10":
+        write_cifar10(root), write_stl10(root, [0, 1, 2, 3]), write_cifar101(root, 4)
+    elif name == "domainnet":
+        write_domainnet(root, {0: "zebra", 1: "apple"}, per_class=5)
+    elif name == "fmow":
+        write_fmow(root, [("train", c, "BRA", 2010) for c in ("airport", "zoo") * 5] +
+                   [("val", "zoo", "BRA", 2011), ("test", "airport", "BRA", 2012)] +
+                   [(s, "zoo", country, year) for country in ("KEN", "FRA") for s, year in (("val", 2014), ("test", 2016))])
+    elif name in ("living17", "entity30"):
+        write_breeds(root, *breeds_world())
+    else:
+        write_imagenet(root, ["n00000001", "n00000002", "n00000003"], r_and_a=["n00000002"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(PAPER))
+def test_preset_runs_its_first_epoch_of_lp_and_ft_on_official_files(name, tmp_path, cache_dir, moco_checkpoint):
+    root = tmp_path / "data"
+    write_fixture(name, root, tmp_path)
+    study = preset(name, "methods.ft.batch_size=8", data_root=str(root))
+    if study.backbone == "resnet50-moco":
+        weights = moco_checkpoint[0]
+    else:
+        weights = tmp_path / "timm_weights.bin"
+        timm_name = {"clip-rn50": "resnet50_clip.openai", "clip-vit-b16": "vit_base_patch16_clip_224.openai"}
+        torch.save(timm.create_model(timm_name[study.backbone], pretrained=False).state_dict(), weights)
+    common = dict(benchmark=study.benchmark, backbone=study.backbone, seed=0, cache_dir=cache_dir,
+                  data_root=study.data_root, weights=str(weights))
+    (lp,) = run_method("lp", {"C": float(study.methods["lp"]["C"].values[25])}, **common)
+    ft = {key: param.values[0] for key, param in study.methods["ft"].items()}
+    start, first = list(run_method("ft", {**ft, "epochs": 1}, **common))
+    for result in (lp, start, first):
+        assert set(result.splits) >= {"id_val", "id_test"} and all(
+            0 <= split["acc"] <= 100 and np.isfinite(split["loss"]) for split in result.splits.values())
+    assert first.epoch == 1 and np.isfinite(first.train_loss)
