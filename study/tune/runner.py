@@ -153,9 +153,12 @@ def run_study(study: StudyConfig, *, progress: bool = True) -> tuple[dict, str]:
     from study.tune.callbacks import MlflowTrialsCallback, ProgressCallback, ResultsTableCallback
 
     study = absolute(study)
-    tracker = StudyTracker.for_study(study)
-    _refuse_existing(study, tracker)
+    _refuse_existing(study)
     fingerprints = prepare(study, progress)  # bad data or weights stop the study before it writes anything
+    tracker = StudyTracker.for_study(study)
+    if tracker.existing_parent():
+        raise StudyExists(f"the MLflow store {tracker.uri} already holds a study named {study.name!r}; `study resume "
+                          f"{study.study_dir}` continues it, or pass --name NEW_NAME for a new one")
     study.study_dir.mkdir(parents=True, exist_ok=True)
     resolved = {**study.to_dict(), "name": study.name, "results_dir": str(study.results_dir)}
     (study.study_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
@@ -193,18 +196,14 @@ def resume_study(study_dir: Path, *, progress: bool = True) -> tuple[dict, str, 
     return report, text, study
 
 
-def _refuse_existing(study: StudyConfig, tracker: StudyTracker) -> None:
-    """A study name is used once per results root, storage and MLflow store: never overwrite, never mix."""
-    where = None
-    if study.study_dir.exists() and any(study.study_dir.iterdir()):
-        where = str(study.study_dir)
-    elif study.storage and _experiment_exists(study):
-        where = experiment_path(study)
-    elif tracker.existing_parent():
-        where = f"the MLflow store {tracker.uri}"
-    if where:
-        raise StudyExists(f"{where} already holds a study named {study.name!r}; `study resume {study.study_dir}` "
-                          f"continues it, or pass --name NEW_NAME for a new one")
+def _refuse_existing(study: StudyConfig) -> None:
+    """A study name is used once per results root and storage (and MLflow store, checked once the tracker is
+    open): never overwrite, never mix."""
+    for where, exists in ((study.study_dir, study.study_dir.exists() and any(study.study_dir.iterdir())),
+                          (experiment_path(study), study.storage is not None and _experiment_exists(study))):
+        if exists:
+            raise StudyExists(f"{where} already holds a study named {study.name!r}; `study resume {study.study_dir}` "
+                              f"continues it, or pass --name NEW_NAME for a new one")
 
 
 def _fit(study: StudyConfig, tracker: StudyTracker, make_tuner) -> tuple[dict, str]:
