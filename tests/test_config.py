@@ -59,6 +59,7 @@ def test_quickstart_is_the_paper_protocol_shape():
     ("name: x\nmethods: {lp: {}}\nresources: {lp_gpus: 2}", "resources.lp_gpus", "at most 1"),
     ("name: x\nmethods: {ft: {}}\nresources: {cpus_per_trial: 1}", "resources.cpus_per_trial", "unknown key"),
     ("name: x\nmethods: {ft: {}}\nmax_failures: -1", "max_failures", "0 or more"),
+    ("name: x\nmethods: {lp: {l2: [0.1], C: [1.0]}}", "methods.lp", "give l2 or C, not both"),
 ])
 def test_each_bad_config_gets_one_line_with_key_and_fix(tmp_path, capsys, text, key, fix):
     code, err = run_cli(capsys, "run", str(write(tmp_path, text)))

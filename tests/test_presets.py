@@ -1,5 +1,7 @@
 """The paper presets encode Kumar et al.'s protocol exactly, and each runs its first epoch of LP and FT on tiny files
 in the official formats, with random weights in the official checkpoint layouts."""
+import dataclasses
+
 import numpy as np
 import pytest
 import timm
@@ -9,7 +11,8 @@ from helpers import ROOT
 from official_formats import (write_breeds, write_cifar10, write_cifar101, write_domainnet, write_fmow, write_imagenet,
                               write_stl10)
 from study.config import load_config
-from study.methods.run import run_method
+from study.tune.spaces import TrialSpec
+from study.tune.trainable import report_epochs
 from test_backbones import moco_checkpoint  # noqa: F401  (fixture)
 from test_loaders import breeds_world
 
@@ -73,12 +76,16 @@ def test_preset_runs_its_first_epoch_of_lp_and_ft_on_official_files(name, tmp_pa
         weights = tmp_path / "timm_weights.bin"
         timm_name = {"clip-rn50": "resnet50_clip.openai", "clip-vit-b16": "vit_base_patch16_clip_224.openai"}
         torch.save(timm.create_model(timm_name[study.backbone], pretrained=False).state_dict(), weights)
-    common = dict(benchmark=study.benchmark, backbone=study.backbone, seed=0, cache_dir=cache_dir,
-                  data_root=study.data_root, weights=str(weights))
-    (lp,) = run_method("lp", {"C": float(study.methods["lp"]["C"].values[25])}, **common)
-    ft = {key: param.values[0] for key, param in study.methods["ft"].items()}
-    start, first = list(run_method("ft", {**ft, "epochs": 1}, **common))
-    for result in (lp, start, first):
-        assert set(result.splits) >= {"id_val", "id_test"} and all(
-            0 <= split["acc"] <= 100 and np.isfinite(split["loss"]) for split in result.splits.values())
-    assert first.epoch == 1 and np.isfinite(first.train_loss)
+    study = dataclasses.replace(study, backbone_weights=str(weights), cache_dir=cache_dir)
+    reports = {}
+    for method, hparams in (("lp", {"C": float(study.methods["lp"]["C"].values[25])}),
+                            ("ft", {**{k: p.values[0] for k, p in study.methods["ft"].items()}, "epochs": 1})):
+        spec = TrialSpec(method, hparams, seed=0)
+        reports[method] = []  # what the trainable would send to Ray, epoch by epoch
+        report_epochs(spec, study, device="cpu", threads=2, report=lambda metrics, **_: reports[method].append(metrics),
+                      checkpoint=None, checkpoint_type=None)
+    assert [r["epoch"] for r in reports["lp"]] == [1] and [r["epoch"] for r in reports["ft"]] == [0, 1]
+    for report in reports["lp"] + reports["ft"]:
+        accuracies = [v for k, v in report.items() if k.endswith("/acc")]
+        assert {"id_val/acc", "id_test/acc"} <= set(report) and all(0 <= a <= 100 for a in accuracies)
+        assert all(np.isfinite(v) for k, v in report.items() if k.endswith("/loss"))
