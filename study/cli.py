@@ -45,10 +45,9 @@ def study_from_args(args):
 
 def _run(args) -> int:
     study = study_from_args(args)
-    from study.tune.runner import StudyExists, run_study
-
     from study.data.files import DataError
     from study.models.pretrained import WeightsError
+    from study.tune.runner import StudyExists, run_study
 
     try:
         with _stdout_to_stderr():
@@ -60,6 +59,8 @@ def _run(args) -> int:
 
 def _resume(args) -> int:
     from study.config import ConfigError
+    from study.data.files import DataError
+    from study.models.pretrained import WeightsError
     from study.tune.runner import CONFIG_FILE, NothingToResume, resume_study
 
     folder = Path(args.study_dir)
@@ -69,7 +70,7 @@ def _resume(args) -> int:
     try:
         with _stdout_to_stderr():
             report, text, study = resume_study(folder, progress=not args.no_progress)
-    except (ConfigError, NothingToResume) as error:
+    except (ConfigError, NothingToResume, DataError, WeightsError) as error:
         raise UserError(str(error)) from None
     return _print_report(report, text, study, args.json)
 

@@ -157,8 +157,7 @@ def run_study(study: StudyConfig, *, progress: bool = True) -> tuple[dict, str]:
     fingerprints = prepare(study, progress)  # bad data or weights stop the study before it writes anything
     tracker = StudyTracker.for_study(study)
     if tracker.existing_parent():
-        raise StudyExists(f"the MLflow store {tracker.uri} already holds a study named {study.name!r}; `study resume "
-                          f"{study.study_dir}` continues it, or pass --name NEW_NAME for a new one")
+        raise _exists(f"the MLflow store {tracker.uri}", study)
     study.study_dir.mkdir(parents=True, exist_ok=True)
     resolved = {**study.to_dict(), "name": study.name, "results_dir": str(study.results_dir)}
     (study.study_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
@@ -202,8 +201,12 @@ def _refuse_existing(study: StudyConfig) -> None:
     for where, exists in ((study.study_dir, study.study_dir.exists() and any(study.study_dir.iterdir())),
                           (experiment_path(study), study.storage is not None and _experiment_exists(study))):
         if exists:
-            raise StudyExists(f"{where} already holds a study named {study.name!r}; `study resume {study.study_dir}` "
-                              f"continues it, or pass --name NEW_NAME for a new one")
+            raise _exists(str(where), study)
+
+
+def _exists(where: str, study: StudyConfig) -> StudyExists:
+    return StudyExists(f"{where} already holds a study named {study.name!r}; `study resume {study.study_dir}` "
+                       f"continues it, or pass --name NEW_NAME for a new one")
 
 
 def _fit(study: StudyConfig, tracker: StudyTracker, make_tuner) -> tuple[dict, str]:
