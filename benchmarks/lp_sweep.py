@@ -21,7 +21,7 @@ import torch
 from study.data import ID_VAL, TRAIN, create_benchmark
 from study.methods import cached_features
 from study.methods.lp import best_head, lp_sweep, to_l2
-from study.methods.evaluation import score
+from study.methods.metrics import score
 from study.models import create_backbone
 
 C_VALUES = np.logspace(-7, 2, 50)

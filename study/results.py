@@ -5,8 +5,9 @@ the trial reports, so a crash loses at most the epoch in flight). ``read_table``
 reports and plots are functions of this table alone.
 
 Columns: study, trial_id, method, seed, one column per hyper-parameter (NaN where a method has none), epoch,
-split, accuracy (percent), loss, one column per extra metric (e.g. head_norm), outcome
-(running | finished | diverged | failed).
+split, accuracy (percent), loss, ece (percent), brier, feature_change and feature_cosine (FT and LP-FT: the change of
+the encoder's features from the pretrained ones), one column per extra metric (e.g. head_norm), outcome
+(running | finished | diverged | failed). The train split's row holds only its loss.
 """
 from __future__ import annotations
 
@@ -18,17 +19,22 @@ import pandas as pd
 from study.config import METHOD_PARAMS
 
 TABLE_DIR = "results.parquet"
+METRIC_COLUMNS = {"acc": "accuracy"}
 OUTCOMES = ("running", "finished", "diverged", "failed")
 
 
 def rows_from_report(report: dict, *, study: str, trial_id: str, method: str, seed: int, hparams: dict) -> list[dict]:
-    """The table rows of one per-epoch report (a flat dict as the trainable sends it to Ray)."""
+    """The table rows of one per-epoch report (a flat dict as the trainable sends it to Ray): one per split, with
+    every metric of that split as a column (``acc`` becomes ``accuracy``)."""
     base = {"study": study, "trial_id": trial_id, "method": method, "seed": seed, **hparams,
             "epoch": int(report["epoch"])}
     base.update({key.split("/", 1)[1]: value for key, value in report.items() if key.startswith("extra/")})
-    splits = sorted({key.split("/", 1)[0] for key in report if key.endswith("/loss") and "/" in key})
-    return [{**base, "split": split, "accuracy": report.get(f"{split}/acc", float("nan")),
-             "loss": report[f"{split}/loss"]} for split in splits]
+    per_split: dict[str, dict] = {}
+    for key, value in report.items():
+        split, sep, metric = key.partition("/")
+        if sep and split != "extra":
+            per_split.setdefault(split, {})[METRIC_COLUMNS.get(metric, metric)] = value
+    return [{**base, "split": split, "accuracy": float("nan"), **metrics} for split, metrics in sorted(per_split.items())]
 
 
 def table_dir(study_dir: str | os.PathLike) -> Path:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from study.methods import Diverged, cached_features, fine_tune, lp_ft
-from study.methods.evaluation import score
+from study.methods.metrics import score
 from study.methods.lp import best_head, lp_sweep
 
 

@@ -143,3 +143,19 @@ def test_a_second_study_in_the_same_root_and_store_leaves_the_first_alone(smoke_
     other = client.get_experiment_by_name("other").experiment_id
     assert len(client.search_runs([other])) == 2  # its parent and its one trial
     assert set(read_table(results / "other")["study"]) == {"other"}
+
+
+def test_report_analysis_comes_from_the_table(smoke_study):
+    results, report = smoke_study
+    table = read_table(results / "smoke")
+    tuned = table[table["method"].isin(["ft", "lpft"]) & (table["split"] != "train")]
+    assert (tuned[tuned["epoch"] == 0]["feature_change"].abs() < 1e-9).all(), "epoch 0 is the pretrained encoder"
+    assert (tuned[tuned["epoch"] > 0]["feature_change"] > 0).all()
+    assert set(report["analysis"]["feature_change"]) == {"ft", "lpft"}, "LP's features are frozen: no entry"
+    for metric in ("feature_change", "feature_cosine", "ece", "brier"):
+        for method, values in report["analysis"][metric].items():
+            chosen = report["chosen"]["id_val"][method]
+            rows = table[table["trial_id"].isin(chosen["trial_ids"]) & (table["epoch"] == chosen["epoch"])]
+            assert values["id_test"]["mean"] == pytest.approx(rows[rows["split"] == "id_test"][metric].mean())
+    text = (results / "smoke" / "report" / "report.md").read_text()
+    assert "## Feature change from the pretrained encoder" in text and "| LP | 0 (frozen)" in text

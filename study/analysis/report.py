@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from study.analysis.selection import OOD_AVG, RULES, Selection, ood_splits, select
+from study.analysis.selection import OOD_AVG, RULES, Selection, metric_of, ood_splits, select
 from study.results import hparam_columns
 
 METHOD_ORDER = ("lp", "ft", "lpft")
@@ -14,6 +14,12 @@ METHOD_NAMES = {"lp": "LP", "ft": "FT", "lpft": "LP-FT"}
 RULE_TITLES = {"id_val": "Selected by ID validation (the paper's rule)",
                "ood_oracle": "Selected by OOD validation (the oracle ablation)"}
 REPORT_DIR = "report"
+# What the models picked by ID validation look like beyond accuracy: (metric, title, scale for the table).
+ANALYSIS = (("feature_change", "Feature change from the pretrained encoder, x100 (mean squared change relative to "
+                               "the features' mean squared norm; LP's features are frozen)", 100.0),
+            ("feature_cosine", "Feature change as mean cosine distance, x100", 100.0),
+            ("ece", "Expected calibration error, % (15 bins)", 1.0),
+            ("brier", "Brier score", 1.0))
 
 
 def trial_counts(table: pd.DataFrame) -> dict[str, int]:
@@ -42,6 +48,9 @@ def summary(table: pd.DataFrame) -> dict:
         "chosen": {rule: {method: {"config": s.config, "epoch": s.epoch, "criterion": s.criterion,
                                    "trial_ids": list(s.trial_ids)} for method, s in picks.items()}
                    for rule, picks in chosen.items()},
+        "analysis": {metric: {method: values for method, s in chosen["id_val"].items()
+                              if (values := metric_of(s, table, metric)) is not None}
+                     for metric, _, _ in ANALYSIS},
     }
 
 
@@ -65,7 +74,28 @@ def markdown(table: pd.DataFrame, report: dict) -> str:
             lines.append(f"| {METHOD_NAMES.get(method, method)} | " + " | ".join(cells) +
                          f" | {splits['id_test']['n']} | {config} ({chosen['epoch']}) |")
         lines.append("")
+    lines += _analysis_tables(report, columns)
     return "\n".join(lines)
+
+
+def _analysis_tables(report: dict, columns: list[str]) -> list[str]:
+    """The selected models' feature change and calibration, where the table has them."""
+    lines = []
+    for metric, title, scale in ANALYSIS:
+        values = report["analysis"].get(metric) or {}
+        if not values:
+            continue
+        lines += [f"## {title}", "", "Selected by ID validation.", "",
+                  "| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        for method in report["selection"]["id_val"]:
+            if method in values:
+                cells = [f"{scale * values[method][c]['mean']:.2f} ± {scale * values[method][c]['std']:.2f}"
+                         for c in columns]
+            else:
+                cells = ["0 (frozen)" if metric.startswith("feature") else "n/a"] * len(columns)
+            lines.append(f"| {METHOD_NAMES.get(method, method)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def _searched(table: pd.DataFrame, method: str) -> set[str]:

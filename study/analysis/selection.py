@@ -64,6 +64,18 @@ def select(table: pd.DataFrame, method: str, rule: str = "id_val") -> Selection 
                      trial_ids=tuple(chosen.index.get_level_values("trial_id")))
 
 
+def metric_of(selection: Selection, table: pd.DataFrame, metric: str) -> dict[str, dict[str, float]] | None:
+    """Another metric of a selection (e.g. ``ece``, ``feature_change``): its trials at its epoch, summarised like
+    its accuracy (mean, std, n over seeds per test split and the OOD average); None where the method has none."""
+    if metric not in table.columns:
+        return None
+    rows = table[table["trial_id"].isin(selection.trial_ids) & (table["epoch"] == selection.epoch)]
+    wide = rows.pivot_table(index="seed", columns="split", values=metric)
+    if not {"id_test", *ood_splits(table, "test")} <= set(wide.columns):
+        return None
+    return _summary(wide, table)
+
+
 def _accuracy_per_epoch(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """One row per (configuration, seed, epoch), one column per split's accuracy."""
     return rows.pivot_table(index=keys + ["seed", "trial_id", "epoch"], columns="split", values="accuracy",

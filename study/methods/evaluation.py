@@ -4,11 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from study.data import Benchmark, loader
-from study.methods.distributed import all_reduce_sum, rank_and_world
+from study.methods.distributed import rank_and_world
+from study.methods.metrics import SplitMeter
 
 
 class Diverged(RuntimeError):
@@ -48,12 +48,6 @@ def check_finite(loss: torch.Tensor, epoch: int) -> None:
         raise Diverged(epoch, loss.item())
 
 
-def score(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """Accuracy in percent and mean cross-entropy of one split's logits."""
-    return {"acc": 100.0 * (logits.argmax(1) == labels).float().mean().item(),
-            "loss": F.cross_entropy(logits, labels).item()}
-
-
 def restrict(logits: torch.Tensor, classes: tuple[int, ...] | None) -> torch.Tensor:
     """The logits of a split that covers only ``classes`` (ImageNet-R, -A): every other class is masked out, so it
     is never predicted and takes no probability."""
@@ -76,24 +70,28 @@ def prepare_model(model: nn.Module, device) -> nn.Module:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, benchmark: Benchmark, *, batch_size: int = 512, device="cpu",
-             num_workers: int = 0) -> dict[str, dict[str, float]]:
-    """Score ``model`` on every evaluation split of ``benchmark`` (model left in eval mode).
+def evaluate(model: nn.Module, benchmark: Benchmark, *, batch_size: int = 512, device="cpu", num_workers: int = 0,
+             reference: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, dict[str, float]]:
+    """Score ``model`` on every evaluation split of ``benchmark`` (model left in eval mode); see ``metrics``.
 
-    With several ranks each scores its share of a split and the counts are summed: every rank returns the
-    accuracy and loss of the whole split.
+    ``reference`` holds the pretrained encoder's features of each split (the LP feature cache): with it, the
+    change of the features is measured too. With several ranks each scores its share of a split and the sums are
+    reduced: every rank returns the metrics of the whole split.
     """
     model.eval()
-    shard = rank_and_world()
+    rank, world = rank_and_world()
+    head = model.get_classifier()
     results = {}
     for split in benchmark.eval_splits:
-        counts = torch.zeros(3, dtype=torch.float64, device=device)  # correct, summed loss, examples
-        for images, labels in loader(benchmark.splits[split], batch_size, num_workers=num_workers, shard=shard):
+        meter = SplitMeter(device)
+        before = reference[split][0][rank::world] if reference and split in reference else None
+        seen = 0
+        for images, labels in loader(benchmark.splits[split], batch_size, num_workers=num_workers, shard=(rank, world)):
             images, labels = to_device(images, device), labels.to(device, non_blocking=True)
-            logits = restrict(model(images).float(), benchmark.class_subsets.get(split))
-            counts[0] += (logits.argmax(1) == labels).sum()
-            counts[1] += F.cross_entropy(logits, labels, reduction="sum")
-            counts[2] += len(labels)
-        correct, loss, total = all_reduce_sum(counts).tolist()
-        results[split] = {"acc": 100.0 * correct / total, "loss": loss / total}
+            features = model.forward_head(model.forward_features(images), pre_logits=True)
+            logits = restrict(head(features).float(), benchmark.class_subsets.get(split))
+            pretrained = None if before is None else before[seen:seen + len(labels)].to(device)
+            meter.update(logits, labels, features.float(), pretrained)
+            seen += len(labels)
+        results[split] = meter.result()
     return results

@@ -16,16 +16,19 @@ from torch import nn
 from study.data import TRAIN, Benchmark, loader
 from study.methods.distributed import all_reduce_sum, data_parallel, rank_and_world
 from study.methods.evaluation import EpochResult, check_finite, evaluate, prepare_model, to_device
+from study.methods.features import Features
 
 
 def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int, batch_size: int = 64,
               momentum: float = 0.9, weight_decay: float = 0.0, seed: int = 0, device="cpu",
               freeze_bn: bool = False, resume: dict | None = None, extras: dict | None = None,
-              eval_batch_size: int = 512, num_workers: int = 0) -> Iterator[EpochResult]:
+              eval_batch_size: int = 512, num_workers: int = 0, reference: Features | None = None
+              ) -> Iterator[EpochResult]:
     """Fine-tune ``model`` (its head already set) for ``epochs`` epochs, yielding one result per epoch.
 
     ``weight_decay`` is FT's L2 strength. ``freeze_bn`` keeps batch-norm layers in eval mode (LP-FT's FT stage).
     ``resume`` is the ``state`` of an earlier result: training continues after that epoch, as if never stopped.
+    ``reference`` (the pretrained encoder's cached features) makes every evaluation measure the feature change too.
     """
     extras = dict(extras or {})
     rank, world = rank_and_world()
@@ -46,7 +49,7 @@ def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int,
         schedule.load_state_dict(resume["schedule"])
         start, extras = resume["epoch"], resume.get("extras", extras)
     else:
-        yield _scored(model, benchmark, 0, None, extras, device, eval_batch_size, num_workers)
+        yield _scored(model, benchmark, 0, None, extras, device, eval_batch_size, num_workers, reference)
 
     trained = data_parallel(model, device)  # the same module, whose gradients DDP averages across ranks
     for epoch in range(start + 1, epochs + 1):
@@ -66,13 +69,15 @@ def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int,
             loss_sum += loss.detach()
         train_loss = all_reduce_sum(loss_sum) / (steps_per_epoch * world)
         check_finite(train_loss, epoch)  # one sync per epoch; a NaN stays NaN through the sum
-        result = _scored(model, benchmark, epoch, train_loss.item(), extras, device, eval_batch_size, num_workers)
+        result = _scored(model, benchmark, epoch, train_loss.item(), extras, device, eval_batch_size, num_workers,
+                         reference)
         result.state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "schedule": schedule.state_dict(), "epoch": epoch, "extras": extras}
         yield result
 
 
-def _scored(model, benchmark, epoch, train_loss, extras, device, batch_size, num_workers) -> EpochResult:
-    splits = evaluate(model, benchmark, batch_size=batch_size, device=device, num_workers=num_workers)
+def _scored(model, benchmark, epoch, train_loss, extras, device, batch_size, num_workers, reference) -> EpochResult:
+    splits = evaluate(model, benchmark, batch_size=batch_size, device=device, num_workers=num_workers,
+                      reference=reference)
     head_norm = model.get_classifier().weight.norm().item()
     return EpochResult(epoch=epoch, splits=splits, train_loss=train_loss, extras={**extras, "head_norm": head_norm})

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from study.data import ID_VAL, TRAIN
-from study.methods.evaluation import EpochResult, check_finite, restrict, score
+from study.methods.evaluation import EpochResult, check_finite, restrict
+from study.methods.metrics import score
 from study.methods.features import Features
 
 

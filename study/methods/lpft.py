@@ -27,4 +27,5 @@ def lp_ft(model: nn.Module, benchmark: Benchmark, features: Features, *, head_l2
         l2, head = best_head(features, lp_sweep(features, head_l2, benchmark.num_classes))
         head.install(model)
         extras = {"lp_l2": l2}
-    yield from fine_tune(model, benchmark, freeze_bn=True, resume=resume, extras=extras, **ft_options)
+    yield from fine_tune(model, benchmark, freeze_bn=True, resume=resume, extras=extras, reference=features,
+                         **ft_options)

@@ -26,19 +26,18 @@ def run_method(method: str, hparams: dict, *, benchmark: str, backbone: str, see
     torch.manual_seed(seed)
     encoder = create_backbone(backbone, num_classes=data.num_classes, cache_dir=cache_dir, weights=weights)
     data.set_transform(encoder.transform)
+    # The pretrained encoder's features: LP's inputs, LP-FT's LP stage, and what FT's feature change is measured from.
+    features = cached_features(encoder, data, cache_dir=cache_dir, device=device)
     if method == "lp":
         if resume is not None:  # LP has a single epoch: a checkpoint means it already reported
             return
-        features = cached_features(encoder, data, cache_dir=cache_dir, device=device)
         l2 = to_l2("C", [hparams["C"]], features)[0] if "C" in hparams else hparams["l2"]
         yield from linear_probe(features, l2=l2, num_classes=data.num_classes, class_subsets=data.class_subsets)
     elif method == "ft":
         yield from fine_tune(encoder.model, data, seed=seed, device=device, resume=resume, num_workers=num_workers,
-                             **hparams)
+                             reference=features, **hparams)
     elif method == "lpft":
-        features = None if resume else cached_features(encoder, data, cache_dir=cache_dir, device=device)
-        head_l2 = None if resume else to_l2(*head, features)
-        yield from lp_ft(encoder.model, data, features, head_l2=head_l2, seed=seed, device=device, resume=resume,
-                         num_workers=num_workers, **hparams)
+        yield from lp_ft(encoder.model, data, features, head_l2=to_l2(*head, features), seed=seed, device=device,
+                         resume=resume, num_workers=num_workers, **hparams)
     else:
         raise KeyError(f"unknown method {method!r}")

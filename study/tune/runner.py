@@ -45,8 +45,7 @@ def prepare(study: StudyConfig, progress: bool = True) -> dict[str, str]:
     encoder = create_backbone(study.backbone, num_classes=data.num_classes, cache_dir=study.cache_dir,
                               progress=progress, weights=study.backbone_weights)
     data.set_transform(encoder.transform)
-    if {"lp", "lpft"} & set(study.methods):
-        cached_features(encoder, data, cache_dir=study.cache_dir, progress=progress)
+    cached_features(encoder, data, cache_dir=study.cache_dir, progress=progress)  # every method reads them
     return {"benchmark": data.fingerprint, "backbone": encoder.fingerprint}
 
 

@@ -1,0 +1,61 @@
+"""What is measured on every split after every epoch, accumulated batch by batch (and summed across ranks).
+
+- ``acc`` (%) and ``loss`` (mean cross-entropy, which is also the NLL);
+- calibration: ``ece`` (%, 15 equal-width confidence bins) and ``brier`` (mean squared error of the probabilities);
+- feature distortion (Kumar et al. 2022), where the pretrained encoder's features of the same images are given:
+  ``feature_change``, the mean squared change of the features relative to their mean squared norm,
+  sum ||f - f0||^2 / sum ||f0||^2, and ``feature_cosine``, the mean cosine distance 1 - cos(f, f0).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from study.methods.distributed import all_reduce_sum
+
+ECE_BINS = 15
+
+
+class SplitMeter:
+    """Sums over one split's batches; ``result()`` reduces them across ranks and returns the metrics."""
+
+    def __init__(self, device="cpu"):
+        # correct, summed loss, count, summed Brier, summed ||f - f0||^2, summed ||f0||^2, summed cosine distance
+        self.sums = torch.zeros(7, dtype=torch.float64, device=device)
+        self.bins = torch.zeros(3, ECE_BINS, dtype=torch.float64, device=device)  # count, confidence, correct
+        self.has_reference = False
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor, features: torch.Tensor | None = None,
+               reference: torch.Tensor | None = None) -> "SplitMeter":
+        probabilities = logits.softmax(1)
+        confidence, predicted = probabilities.max(1)
+        correct = (predicted == labels).double()
+        brier = (probabilities - F.one_hot(labels, logits.shape[1])).pow(2).sum(1)
+        self.sums[:4] += torch.stack([correct.sum(), F.cross_entropy(logits, labels, reduction="sum").double(),
+                                      torch.tensor(len(labels), dtype=torch.float64, device=logits.device),
+                                      brier.sum().double()])
+        bin_of = (confidence * ECE_BINS).long().clamp(max=ECE_BINS - 1)
+        for row, values in enumerate((torch.ones_like(correct), confidence.double(), correct)):
+            self.bins[row].index_add_(0, bin_of, values)
+        if reference is not None:
+            self.has_reference = True
+            features, reference = features.double(), reference.double()
+            self.sums[4:] += torch.stack([(features - reference).pow(2).sum(), reference.pow(2).sum(),
+                                          (1 - F.cosine_similarity(features, reference, dim=1)).sum()])
+        return self
+
+    def result(self, across_ranks: bool = True) -> dict[str, float]:
+        """The metrics; ``across_ranks`` sums every rank's share first (each rank scored part of the split)."""
+        sums, bins = (all_reduce_sum(self.sums), all_reduce_sum(self.bins)) if across_ranks else (self.sums, self.bins)
+        correct, loss, count, brier, change, norm, cosine = sums.tolist()
+        _, confidence, hits = bins
+        ece = ((hits - confidence).abs().sum() / count).item()
+        out = {"acc": 100.0 * correct / count, "loss": loss / count, "ece": 100.0 * ece, "brier": brier / count}
+        if self.has_reference:
+            out |= {"feature_change": change / norm, "feature_cosine": cosine / count}
+        return out
+
+
+def score(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Every metric of one split's logits, all held by this process."""
+    return SplitMeter(logits.device).update(logits, labels).result(across_ranks=False)
