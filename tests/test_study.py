@@ -152,7 +152,7 @@ def test_report_analysis_comes_from_the_table(smoke_study):
     assert (tuned[tuned["epoch"] == 0]["feature_change"].abs() < 1e-9).all(), "epoch 0 is the pretrained encoder"
     assert (tuned[tuned["epoch"] > 0]["feature_change"] > 0).all()
     assert set(report["analysis"]["feature_change"]) == {"ft", "lpft"}, "LP's features are frozen: no entry"
-    for metric in ("feature_change", "feature_cosine", "ece", "brier"):
+    for metric in ("feature_change", "feature_cosine", "ece", "ece_ts", "brier"):
         for method, values in report["analysis"][metric].items():
             chosen = report["chosen"]["id_val"][method]
             rows = table[table["trial_id"].isin(chosen["trial_ids"]) & (table["epoch"] == chosen["epoch"])]

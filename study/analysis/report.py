@@ -19,6 +19,8 @@ ANALYSIS = (("feature_change", "Feature change from the pretrained encoder, x100
                                "the features' mean squared norm; LP's features are frozen)", 100.0),
             ("feature_cosine", "Feature change as mean cosine distance, x100", 100.0),
             ("ece", "Expected calibration error, % (15 bins)", 1.0),
+            ("ece_ts", "Expected calibration error after temperature scaling (one temperature fitted on ID val), %",
+             1.0),
             ("brier", "Brier score", 1.0))
 
 

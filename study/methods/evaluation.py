@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from study.data import Benchmark, loader
+from study.data import ID_VAL, Benchmark, loader
 from study.methods.distributed import rank_and_world
-from study.methods.metrics import SplitMeter
+from study.methods.metrics import SplitMeter, fit_temperature, scaled
 
 
 class Diverged(RuntimeError):
@@ -81,9 +81,9 @@ def evaluate(model: nn.Module, benchmark: Benchmark, *, batch_size: int = 512, d
     model.eval()
     rank, world = rank_and_world()
     head = model.get_classifier()
-    results = {}
-    for split in benchmark.eval_splits:
-        meter = SplitMeter(device)
+    results, temperature = {}, None
+    for split in [ID_VAL, *(name for name in benchmark.eval_splits if name != ID_VAL)]:  # ID val fits the temperature
+        meter, calibrated, kept = SplitMeter(device), SplitMeter(device), []
         before = reference[split][0][rank::world] if reference and split in reference else None
         seen = 0
         for images, labels in loader(benchmark.splits[split], batch_size, num_workers=num_workers, shard=(rank, world)):
@@ -92,6 +92,15 @@ def evaluate(model: nn.Module, benchmark: Benchmark, *, batch_size: int = 512, d
             logits = restrict(head(features).float(), benchmark.class_subsets.get(split))
             pretrained = None if before is None else before[seen:seen + len(labels)].to(device)
             meter.update(logits, labels, features.float(), pretrained)
+            if temperature is None:
+                kept.append((logits, labels))
+            else:
+                calibrated.update(logits / temperature, labels)
             seen += len(labels)
-        results[split] = meter.result()
-    return results
+        if temperature is None:
+            temperature = fit_temperature(torch.cat([l for l, _ in kept]), torch.cat([y for _, y in kept]))
+            for logits, labels in kept:
+                calibrated.update(logits / temperature, labels)
+        results[split] = meter.result() | scaled(calibrated.result())
+    results[ID_VAL]["temperature"] = temperature
+    return {split: results[split] for split in benchmark.eval_splits}

@@ -19,7 +19,7 @@ from torch import nn
 
 from study.data import ID_VAL, TRAIN
 from study.methods.evaluation import EpochResult, check_finite, restrict
-from study.methods.metrics import score
+from study.methods.metrics import score, score_splits
 from study.methods.features import Features
 
 
@@ -114,7 +114,8 @@ def linear_probe(features: Features, *, l2: float, num_classes: int, max_iter: i
     train_x, train_y = features[TRAIN]
     train_loss = torch.nn.functional.cross_entropy(head.logits(train_x), train_y)
     check_finite(train_loss, epoch=1)
-    splits = {split: score(restrict(head.logits(x), class_subsets.get(split)), y)
-              for split, (x, y) in features.items() if split != TRAIN}
+    evaluated = {split: (restrict(head.logits(x), class_subsets.get(split)), y)
+                 for split, (x, y) in features.items() if split != TRAIN}
+    splits = score_splits({s: l for s, (l, _) in evaluated.items()}, {s: y for s, (_, y) in evaluated.items()}, ID_VAL)
     yield EpochResult(epoch=1, splits=splits, train_loss=train_loss.item(), extras={"head_norm": head.norm},
                       state={"head": {"weight": head.weight, "bias": head.bias}})

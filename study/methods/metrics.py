@@ -2,6 +2,9 @@
 
 - ``acc`` (%) and ``loss`` (mean cross-entropy, which is also the NLL);
 - calibration: ``ece`` (%, 15 equal-width confidence bins) and ``brier`` (mean squared error of the probabilities);
+- the same three after temperature scaling (``loss_ts``, ``ece_ts``, ``brier_ts``): one temperature, fitted on ID
+  val by minimising its NLL, divides the logits of every split (Tomihari & Sato 2024: LP-FT's large head norm
+  costs calibration, and this restores it); ID val's row also holds the ``temperature``;
 - feature distortion (Kumar et al. 2022), where the pretrained encoder's features of the same images are given:
   ``feature_change``, the mean squared change of the features relative to their mean squared norm,
   sum ||f - f0||^2 / sum ||f0||^2, and ``feature_cosine``, the mean cosine distance 1 - cos(f, f0).
@@ -14,6 +17,8 @@ import torch.nn.functional as F
 from study.methods.distributed import all_reduce_sum
 
 ECE_BINS = 15
+CALIBRATION = ("loss", "ece", "brier")
+TEMPERATURES = torch.logspace(-1.5, 1.5, 241)  # 0.03 ... 32, about 3% apart
 
 
 class SplitMeter:
@@ -59,3 +64,25 @@ class SplitMeter:
 def score(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """Every metric of one split's logits, all held by this process."""
     return SplitMeter(logits.device).update(logits, labels).result(across_ranks=False)
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The temperature T minimising the NLL of ``logits / T`` on these examples (ID val), summed over ranks. A grid
+    search: every rank evaluates the same grid on its share and the sums are reduced, so no logits are gathered."""
+    nll = torch.stack([F.cross_entropy(logits / t, labels, reduction="sum") for t in TEMPERATURES.tolist()])
+    return TEMPERATURES[all_reduce_sum(nll.double()).argmin()].item()
+
+
+def scaled(metrics: dict[str, float]) -> dict[str, float]:
+    """The calibration metrics of temperature-scaled logits, renamed ``<name>_ts``."""
+    return {f"{name}_ts": metrics[name] for name in CALIBRATION}
+
+
+def score_splits(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], val_split: str
+                 ) -> dict[str, dict[str, float]]:
+    """``score`` of every split, with temperature scaling fitted on ``val_split`` (for logits held in memory)."""
+    temperature = fit_temperature(logits[val_split], labels[val_split])
+    out = {split: score(logits[split], labels[split]) | scaled(score(logits[split] / temperature, labels[split]))
+           for split in logits}
+    out[val_split]["temperature"] = temperature
+    return out
