@@ -135,9 +135,9 @@ def test_a_killed_trial_worker_is_retried_from_its_last_checkpoint(tmp_path, cac
     driver = start_study(tmp_path, "workerkill", "--set", "methods={ft: {lr: [0.03], epochs: 4}}",
                          "--set", "max_failures=2")
     wait_for(lambda: any(part["epoch"].max() >= 2 for part in trial_parts(study_dir).values()), driver)
-    workers = [p for p in psutil.process_iter(["cmdline"])
-               if p.info["cmdline"] and p.info["cmdline"][0].startswith("ray::ImplicitFunc")]
-    assert len(workers) == 1, [p.info["cmdline"] for p in workers]
+    workers = [p for p in psutil.Process(driver.pid).children(recursive=True)  # this study's Ray only
+               if (p.cmdline() or [""])[0].startswith("ray::ImplicitFunc")]
+    assert len(workers) == 1, [p.cmdline() for p in workers]
     workers[0].kill()
     assert driver.wait(timeout=600) == 0, driver.stderr.read()[-3000:]
 

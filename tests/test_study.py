@@ -159,3 +159,21 @@ def test_report_analysis_comes_from_the_table(smoke_study):
             assert values["id_test"]["mean"] == pytest.approx(rows[rows["split"] == "id_test"][metric].mean())
     text = (results / "smoke" / "report" / "report.md").read_text()
     assert "## Feature change from the pretrained encoder" in text and "| LP | 0 (frozen)" in text
+
+
+def test_report_figures_are_drawn_from_the_table(smoke_study):
+    results, report = smoke_study
+    folder = results / "smoke" / "report"
+    for name in ("effective_robustness", "accuracy_per_epoch", "feature_change"):
+        assert (folder / f"{name}.png").stat().st_size > 1000 and (folder / f"{name}.csv").is_file()
+        assert f"![{name}]({name}.png)" in (folder / "report.md").read_text()
+    points = pd.read_csv(folder / "effective_robustness.csv")
+    table = read_table(results / "smoke")
+    for _, point in points.iterrows():
+        row = table[(table["trial_id"] == point["trial_id"]) & (table["epoch"] == point["epoch"])
+                    & (table["split"] == "id_test")]
+        assert row["accuracy"].item() == pytest.approx(point["id_test"])
+    assert points["selected"].sum() == sum(len(c["trial_ids"]) for c in report["chosen"]["id_val"].values())
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    (parent,) = client.search_runs([client.get_experiment_by_name("smoke").experiment_id], "tags.lpft_role = 'study'")
+    assert "report/effective_robustness.png" in {a.path for a in client.list_artifacts(parent.info.run_id, "report")}

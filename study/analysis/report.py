@@ -111,11 +111,14 @@ def _short(value) -> str:
 
 
 def write_report(study_dir: Path, table: pd.DataFrame) -> tuple[dict, str, Path]:
-    """Write ``report/summary.json`` and ``report/report.md`` into the study folder; return them."""
+    """Write ``report/summary.json``, ``report/report.md`` and the figures into the study folder; return them."""
+    from study.analysis.plots import draw_all
+
     report = summary(table)
-    text = markdown(table, report)
     folder = Path(study_dir) / REPORT_DIR
     folder.mkdir(parents=True, exist_ok=True)
+    figures = draw_all(table, report, folder)
+    text = markdown(table, report) + "\n".join(["## Figures", ""] + [f"![{path.stem}]({path.name})" for path in figures])
     (folder / "summary.json").write_text(json.dumps(report, indent=2))
-    (folder / "report.md").write_text(text)
+    (folder / "report.md").write_text(text + "\n")
     return report, text, folder
