@@ -1,16 +1,16 @@
 """The theory's toy, through the same methods and registries as every study: the claims of Kumar et al.'s theorem,
 checked numerically."""
 import pytest
-import torch
 
 from study.data.toy import ToyWorld
+from study.methods import EpochResult
 from study.methods.run import run_method
 from study.models import create_backbone
 
 TOY = dict(benchmark="toy-linear", backbone="toy-linear", seed=0, head=("l2", (1e-4,)))
 
 
-def final(method: str, lr: float, cache_dir) -> "EpochResult":  # noqa: F821
+def final(method: str, lr: float, cache_dir) -> EpochResult:
     *_, last = run_method(method, {"lr": lr, "epochs": 20}, cache_dir=cache_dir, **TOY)
     return last
 
