@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import timm
 import torch
 
 from study.data import Benchmark, TensorImages, create_benchmark
@@ -51,3 +52,19 @@ def small_glyphs(glyphs) -> Benchmark:
               for name, split in glyphs.splits.items()}
     return Benchmark(name="glyphs-small", classes=glyphs.classes, ood_domains=glyphs.ood_domains, splits=splits,
                      fingerprint=glyphs.fingerprint + "-small")
+
+
+@pytest.fixture(scope="session")
+def moco_checkpoint(tmp_path_factory):
+    """A MoCo-v2 release checkpoint: DDP-prefixed query and key encoders, an MLP head, the queue, the optimizer."""
+    torch.manual_seed(0)
+    encoder = timm.create_model("resnet50", num_classes=0).state_dict()
+    state = {f"module.encoder_q.{k}": v for k, v in encoder.items()}
+    state |= {f"module.encoder_k.{k}": torch.zeros_like(v) for k, v in encoder.items()}
+    state |= {"module.encoder_q.fc.0.weight": torch.randn(2048, 2048), "module.encoder_q.fc.0.bias": torch.zeros(2048),
+              "module.encoder_q.fc.2.weight": torch.randn(128, 2048), "module.encoder_q.fc.2.bias": torch.zeros(128),
+              "module.queue": torch.randn(128, 16), "module.queue_ptr": torch.zeros(1, dtype=torch.long)}
+    path = tmp_path_factory.mktemp("moco") / "moco_v2_800ep_pretrain.pth.tar"
+    torch.save({"epoch": 800, "arch": "resnet50", "state_dict": state, "optimizer": {"state": {}, "param_groups": []}},
+               path)
+    return path, encoder

@@ -7,22 +7,6 @@ from study.models import create_backbone
 from study.models.pretrained import WeightsError
 
 
-@pytest.fixture(scope="module")
-def moco_checkpoint(tmp_path_factory):
-    """A MoCo-v2 release checkpoint: DDP-prefixed query and key encoders, an MLP head, the queue, the optimizer."""
-    torch.manual_seed(0)
-    encoder = timm.create_model("resnet50", num_classes=0).state_dict()
-    state = {f"module.encoder_q.{k}": v for k, v in encoder.items()}
-    state |= {f"module.encoder_k.{k}": torch.zeros_like(v) for k, v in encoder.items()}
-    state |= {"module.encoder_q.fc.0.weight": torch.randn(2048, 2048), "module.encoder_q.fc.0.bias": torch.zeros(2048),
-              "module.encoder_q.fc.2.weight": torch.randn(128, 2048), "module.encoder_q.fc.2.bias": torch.zeros(128),
-              "module.queue": torch.randn(128, 16), "module.queue_ptr": torch.zeros(1, dtype=torch.long)}
-    path = tmp_path_factory.mktemp("moco") / "moco_v2_800ep_pretrain.pth.tar"
-    torch.save({"epoch": 800, "arch": "resnet50", "state_dict": state, "optimizer": {"state": {}, "param_groups": []}},
-               path)
-    return path, encoder
-
-
 def test_moco_checkpoint_becomes_timm_resnet50_with_a_new_head(moco_checkpoint):
     path, encoder = moco_checkpoint
     backbone = create_backbone("resnet50-moco", num_classes=3, weights=path)

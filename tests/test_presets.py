@@ -13,7 +13,6 @@ from official_formats import (write_breeds, write_cifar10, write_cifar101, write
 from study.config import load_config
 from study.tune.spaces import TrialSpec
 from study.tune.trainable import report_epochs
-from test_backbones import moco_checkpoint  # noqa: F401  (fixture)
 from test_loaders import breeds_world
 
 # Kumar et al. 2022 (arXiv 2202.10054), appendix: the protocol every preset must encode.
