@@ -17,7 +17,6 @@ target subclasses' val images (test) and a held-out part of their train images (
 from __future__ import annotations
 
 import json
-from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -60,9 +59,9 @@ class Hierarchy:
         if ROOT_WNID not in self.children:
             raise DataError(f"{folder / 'class_hierarchy.txt'}: the root {ROOT_WNID} has no children; get the files "
                             f"from {HIERARCHY_SOURCE}")
+        self.levels = self._levels()
 
-    @cache
-    def levels(self) -> dict[str, int]:
+    def _levels(self) -> dict[str, int]:
         """Each node's depth: the longest path from the root, as BREEDS counts it."""
         depth = {ROOT_WNID: 0}
         frontier = [ROOT_WNID]
@@ -89,7 +88,7 @@ class Hierarchy:
     def split_superclasses(self, level: int, ancestor: str | None, subclasses: int):
         """[(superclass, source leaves, target leaves)] in sorted superclass order."""
         allowed = self.descendants(ancestor) if ancestor else None
-        nodes = sorted(n for n, d in self.levels().items() if d == level and (allowed is None or n in allowed))
+        nodes = sorted(n for n, d in self.levels.items() if d == level and (allowed is None or n in allowed))
         chosen = [n for n in nodes if len(self.leaves_under(n)) >= subclasses]
         rng = np.random.RandomState(SEED)
         out = []
