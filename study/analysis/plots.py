@@ -17,10 +17,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from study.analysis.report import METHOD_NAMES as NAMES  # noqa: E402
 from study.analysis.selection import ood_splits  # noqa: E402
 
 COLOURS = {"lp": "tab:blue", "ft": "tab:red", "lpft": "tab:green"}
-NAMES = {"lp": "LP", "ft": "FT", "lpft": "LP-FT"}
 
 
 def _logit(percent: np.ndarray) -> np.ndarray:
@@ -59,13 +59,12 @@ def effective_robustness(table: pd.DataFrame, report: dict, folder: Path) -> Pat
 
 
 def accuracy_per_epoch(table: pd.DataFrame, report: dict, folder: Path) -> Path:
-    rows = table[table["split"].isin(["id_val", *ood_splits(table, "val")]) & (table["epoch"] >= 1)]
-    chosen = report["chosen"]["id_val"]
+    ood = ood_splits(table, "val")
+    rows = table[table["split"].isin(["id_val", *ood]) & (table["epoch"] >= 1)]
     curves = []
-    for method, pick in chosen.items():
+    for method, pick in report["chosen"]["id_val"].items():
         trials = rows[rows["trial_id"].isin(pick["trial_ids"])]
         wide = trials.pivot_table(index="epoch", columns="split", values="accuracy")  # mean over seeds
-        ood = ood_splits(table, "val")
         curves.append(pd.DataFrame({"method": method, "epoch": wide.index, "id_val": wide["id_val"].values,
                                     "ood_val_avg": wide[ood].mean(axis=1).values}))
     data = pd.concat(curves, ignore_index=True)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from study.cache import content_hash
 from study.data.benchmark import ID_TEST, ID_VAL, TRAIN, Benchmark
-from study.data.files import DataError, ImageFiles, holdout, id_val_size, require, resolve_data_root
+from study.data.files import (DataError, ImageFiles, holdout, id_val_size, on_disk_fingerprint, require,
+                              resolve_data_root)
 from study.data.imagenet import SOURCES, images_in
 from study.data.registry import register_benchmark
 
@@ -125,20 +125,14 @@ def breeds(name: str, level: int, ancestor: str | None, subclasses: int, root: P
               "target_val": holdout(target, id_val_size(len(target)))[1], "target_test": images("val", 2)}
     classes = tuple(hierarchy.names.get(group[0], group[0]) for group in groups)
     return Benchmark(name=name, classes=classes, ood_domains=("target",), splits=splits,
-                     fingerprint=content_hash(name, str(root), {k: len(v) for k, v in splits.items()}))
+                     fingerprint=on_disk_fingerprint(name, root, splits))
 
 
 @register_benchmark("living17")
-def living17(*, transform=None, cache_dir=None, data_root=None) -> Benchmark:
-    benchmark = breeds("living17", level=5, ancestor="n00004258", subclasses=4, root=resolve_data_root(data_root))
-    if transform is not None:
-        benchmark.set_transform(transform)
-    return benchmark
+def living17(*, cache_dir=None, data_root=None) -> Benchmark:
+    return breeds("living17", level=5, ancestor="n00004258", subclasses=4, root=resolve_data_root(data_root))
 
 
 @register_benchmark("entity30")
-def entity30(*, transform=None, cache_dir=None, data_root=None) -> Benchmark:
-    benchmark = breeds("entity30", level=4, ancestor=None, subclasses=8, root=resolve_data_root(data_root))
-    if transform is not None:
-        benchmark.set_transform(transform)
-    return benchmark
+def entity30(*, cache_dir=None, data_root=None) -> Benchmark:
+    return breeds("entity30", level=4, ancestor=None, subclasses=8, root=resolve_data_root(data_root))

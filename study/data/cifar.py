@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from study.cache import content_hash
 from study.data.benchmark import ID_TEST, ID_VAL, TRAIN, Benchmark
-from study.data.files import DataError, ImageArrays, halves, holdout, id_val_size, require, resolve_data_root
+from study.data.files import (DataError, ImageArrays, halves, holdout, id_val_size, on_disk_fingerprint, require,
+                              resolve_data_root)
 from study.data.registry import register_benchmark
 
 CIFAR_SOURCE = "torchvision.datasets.CIFAR10(root, download=True) or https://www.cs.toronto.edu/~kriz/cifar.html"
@@ -74,7 +74,7 @@ def read_cifar101(root: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 @register_benchmark("cifar10")
-def cifar10(*, transform=None, cache_dir=None, data_root=None) -> Benchmark:
+def cifar10(*, cache_dir=None, data_root=None) -> Benchmark:
     root = resolve_data_root(data_root)
     train_x, train_y, classes = read_cifar10(root, [f"data_batch_{i}" for i in range(1, 6)])
     test_x, test_y, _ = read_cifar10(root, ["test_batch"])
@@ -84,8 +84,5 @@ def cifar10(*, transform=None, cache_dir=None, data_root=None) -> Benchmark:
     c101_val, c101_test = halves(ImageArrays(*read_cifar101(root)))
     splits = {TRAIN: train, ID_VAL: id_val, ID_TEST: ImageArrays(test_x, test_y), "stl10_val": stl_val,
               "stl10_test": stl_test, "cifar10_1_val": c101_val, "cifar10_1_test": c101_test}
-    benchmark = Benchmark(name="cifar10", classes=tuple(classes), ood_domains=("stl10", "cifar10_1"), splits=splits,
-                          fingerprint=content_hash("cifar10", str(root), {k: len(v) for k, v in splits.items()}))
-    if transform is not None:
-        benchmark.set_transform(transform)
-    return benchmark
+    return Benchmark(name="cifar10", classes=tuple(classes), ood_domains=("stl10", "cifar10_1"), splits=splits,
+                     fingerprint=on_disk_fingerprint("cifar10", root, splits))

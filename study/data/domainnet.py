@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from study.cache import content_hash
 from study.data.benchmark import ID_TEST, ID_VAL, TRAIN, Benchmark
-from study.data.files import DataError, ImageFiles, holdout, id_val_size, require, resolve_data_root
+from study.data.files import (DataError, ImageFiles, holdout, id_val_size, on_disk_fingerprint, require,
+                              resolve_data_root)
 from study.data.registry import register_benchmark
 
 SOURCE = ("http://ai.bu.edu/M3SDA/ (domain zips) and github.com/virajprabhu/SENTRY (data/DomainNet/txt/*_mini.txt, "
@@ -43,7 +43,7 @@ def read_split(root: Path, domain: str, split: str) -> tuple[ImageFiles, dict[in
 
 
 @register_benchmark("domainnet")
-def domainnet(*, transform=None, cache_dir=None, data_root=None) -> Benchmark:
+def domainnet(*, cache_dir=None, data_root=None) -> Benchmark:
     root = require(resolve_data_root(data_root) / "domainnet", "DomainNet's domain folders", SOURCE)
     train_all, names = read_split(root, ID_DOMAIN, "train")
     train, id_val = holdout(train_all, id_val_size(len(train_all)))
@@ -54,9 +54,6 @@ def domainnet(*, transform=None, cache_dir=None, data_root=None) -> Benchmark:
     if sorted(names) != list(range(len(names))):
         raise DataError(f"{root / 'SENTRY_splits'}: sketch's labels are {sorted(names)}, not 0..{len(names) - 1}; "
                         f"get the lists from {SOURCE}")
-    benchmark = Benchmark(name="domainnet", classes=tuple(names[i] for i in range(len(names))),
-                          ood_domains=OOD_DOMAINS, splits=splits,
-                          fingerprint=content_hash("domainnet", str(root), {k: len(v) for k, v in splits.items()}))
-    if transform is not None:
-        benchmark.set_transform(transform)
-    return benchmark
+    return Benchmark(name="domainnet", classes=tuple(names[i] for i in range(len(names))),
+                     ood_domains=OOD_DOMAINS, splits=splits,
+                     fingerprint=on_disk_fingerprint("domainnet", root, splits))

@@ -101,10 +101,10 @@ def downstream_splits(world: GlyphWorld, cache_dir=None) -> dict[str, dict[str, 
 
 
 @register_benchmark("glyphs")
-def glyph_shift(*, transform=None, cache_dir=None, **world_options) -> Benchmark:
+def glyph_shift(*, cache_dir=None, **world_options) -> Benchmark:
     """Clean glyphs (ID) → recoloured (mild OOD) and textured (strong OOD) glyphs; 40 classes, 32×32 RGB."""
     world = GlyphWorld(**world_options)
-    splits = {name: TensorImages(data["images"], data["labels"], transform)
+    splits = {name: TensorImages(data["images"], data["labels"])
               for name, data in downstream_splits(world, cache_dir).items()}
     return Benchmark(name="glyphs", classes=tuple(f"glyph{i:02d}" for i in range(world.downstream_classes)),
                      ood_domains=glyphs.STYLES[1:], splits=splits, fingerprint=world.fingerprint())

@@ -15,6 +15,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from study.cache import content_hash
+
 ENV_VAR = "LPFT_DATA_ROOT"
 HOLDOUT_SEED = 0  # fixed: every trial, seed and method sees the same splits
 
@@ -85,6 +87,12 @@ def halves(dataset) -> tuple[Dataset, Dataset]:
     """(val, test): an OOD set that ships as one split, halved by a fixed seed so the oracle's val stays apart."""
     test, val = holdout(dataset, len(dataset) // 2)
     return val, test
+
+
+def on_disk_fingerprint(name: str, root: Path, splits: dict[str, Dataset]) -> str:
+    """A cache key for a data set read from ``root``: its name, where it lives and its split sizes (hashing the
+    files themselves would read all of ImageNet)."""
+    return content_hash(name, str(root), {split: len(dataset) for split, dataset in splits.items()})
 
 
 def id_val_size(train_size: int) -> int:

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from study.cache import content_hash
 from study.data.benchmark import ID_TEST, ID_VAL, TRAIN, Benchmark
-from study.data.files import DataError, ImageFiles, require, resolve_data_root
+from study.data.files import DataError, ImageFiles, on_disk_fingerprint, require, resolve_data_root
 from study.data.registry import register_benchmark
 
 SOURCE = "the WILDS package: wilds.get_dataset('fmow', root_dir=DATA_ROOT, download=True) (https://wilds.stanford.edu)"
@@ -48,7 +47,7 @@ def read_metadata(folder: Path) -> pd.DataFrame:
 
 
 @register_benchmark("fmow")
-def fmow(*, transform=None, cache_dir=None, data_root=None) -> Benchmark:
+def fmow(*, cache_dir=None, data_root=None) -> Benchmark:
     folder = require(resolve_data_root(data_root) / "fmow_v1.1", "the WILDS FMoW release", SOURCE)
     metadata = read_metadata(folder)
     classes = sorted(metadata["category"].unique())
@@ -64,9 +63,6 @@ def fmow(*, transform=None, cache_dir=None, data_root=None) -> Benchmark:
     for region in OOD_REGIONS:
         splits[f"{region.lower()}_val"] = images(region, "ood_val")
         splits[f"{region.lower()}_test"] = images(region, "ood_test")
-    benchmark = Benchmark(name="fmow", classes=tuple(classes), ood_domains=tuple(r.lower() for r in OOD_REGIONS),
-                          splits=splits,
-                          fingerprint=content_hash("fmow", str(folder), {k: len(v) for k, v in splits.items()}))
-    if transform is not None:
-        benchmark.set_transform(transform)
-    return benchmark
+    return Benchmark(name="fmow", classes=tuple(classes), ood_domains=tuple(r.lower() for r in OOD_REGIONS),
+                     splits=splits,
+                     fingerprint=on_disk_fingerprint("fmow", folder, splits))

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from study.cache import content_hash
 from study.data.benchmark import ID_TEST, ID_VAL, TRAIN, Benchmark
-from study.data.files import DataError, ImageFiles, halves, holdout, id_val_size, require, resolve_data_root
+from study.data.files import (DataError, ImageFiles, halves, holdout, id_val_size, on_disk_fingerprint, require,
+                              resolve_data_root)
 from study.data.registry import register_benchmark
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -72,7 +72,7 @@ def imagenet_classes(root: Path) -> list[str]:
 
 
 @register_benchmark("imagenet")
-def imagenet(*, transform=None, cache_dir=None, data_root=None) -> Benchmark:
+def imagenet(*, cache_dir=None, data_root=None) -> Benchmark:
     root = resolve_data_root(data_root)
     classes = imagenet_classes(root)
     train_all = class_folders(root / "imagenet" / "train", classes, SOURCES["imagenet"])
@@ -88,9 +88,6 @@ def imagenet(*, transform=None, cache_dir=None, data_root=None) -> Benchmark:
             subsets.update({f"{domain}_val": present, f"{domain}_test": present})
     for domain, dataset in ood.items():
         splits[f"{domain}_val"], splits[f"{domain}_test"] = halves(dataset)
-    benchmark = Benchmark(name="imagenet", classes=tuple(classes), ood_domains=tuple(ood), splits=splits,
-                          fingerprint=content_hash("imagenet", str(root), {k: len(v) for k, v in splits.items()}),
-                          class_subsets=subsets)
-    if transform is not None:
-        benchmark.set_transform(transform)
-    return benchmark
+    return Benchmark(name="imagenet", classes=tuple(classes), ood_domains=tuple(ood), splits=splits,
+                     fingerprint=on_disk_fingerprint("imagenet", root, splits),
+                     class_subsets=subsets)

@@ -13,4 +13,7 @@ def create_benchmark(name: str, *, transform=None, cache_dir=None, data_root=Non
     """Build benchmark ``name``; ``transform`` (or a later ``set_transform``) is the backbone's eval transform.
     ``data_root`` is where data sets on disk live (the embedded benchmark needs none)."""
     options = {"data_root": data_root} if data_root is not None else {}
-    return BENCHMARKS.get(name)(transform=transform, cache_dir=cache_dir, **options)
+    benchmark = BENCHMARKS.get(name)(cache_dir=cache_dir, **options)
+    if transform is not None:
+        benchmark.set_transform(transform)
+    return benchmark

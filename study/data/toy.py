@@ -55,11 +55,11 @@ class ToyWorld:
 
 
 @register_benchmark("toy-linear")
-def toy_linear(*, transform=None, cache_dir=None, **world) -> Benchmark:
+def toy_linear(*, cache_dir=None, **world) -> Benchmark:
     world = ToyWorld(**world)
     parts = {TRAIN: (world.train, False), ID_VAL: (world.eval, False), ID_TEST: (world.eval, False),
              "offsubspace_val": (world.eval, True), "offsubspace_test": (world.eval, True)}
-    splits = {name: TensorImages(*world.sample(n, ood, offset), transform)
+    splits = {name: TensorImages(*world.sample(n, ood, offset))
               for offset, (name, (n, ood)) in enumerate(parts.items(), start=1)}
     return Benchmark(name="toy-linear", classes=tuple(f"class{i}" for i in range(world.classes)),
                      ood_domains=("offsubspace",), splits=splits, fingerprint=world.fingerprint())

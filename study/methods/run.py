@@ -22,6 +22,8 @@ def run_method(method: str, hparams: dict, *, benchmark: str, backbone: str, see
     The seed fixes the new head's initialisation and the order of the training data. ``head`` is LP-FT's LP stage:
     ("l2", values) or ("C", values). LP's own strength is ``hparams["l2"]`` or ``hparams["C"]``.
     """
+    if method == "lp" and resume is not None:  # LP has a single epoch: a checkpoint means it already reported
+        return
     data = create_benchmark(benchmark, cache_dir=cache_dir, data_root=data_root)
     torch.manual_seed(seed)
     encoder = create_backbone(backbone, num_classes=data.num_classes, cache_dir=cache_dir, weights=weights)
@@ -29,8 +31,6 @@ def run_method(method: str, hparams: dict, *, benchmark: str, backbone: str, see
     # The pretrained encoder's features: LP's inputs, LP-FT's LP stage, and what FT's feature change is measured from.
     features = cached_features(encoder, data, cache_dir=cache_dir, device=device)
     if method == "lp":
-        if resume is not None:  # LP has a single epoch: a checkpoint means it already reported
-            return
         l2 = to_l2("C", [hparams["C"]], features)[0] if "C" in hparams else hparams["l2"]
         yield from linear_probe(features, l2=l2, num_classes=data.num_classes, class_subsets=data.class_subsets)
     elif method == "ft":

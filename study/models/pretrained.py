@@ -38,15 +38,24 @@ def weights_fingerprint(name: str, weights: str | os.PathLike | None) -> str:
     return content_hash(name, str(Path(weights).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
-def read_checkpoint(path: str | os.PathLike, what: str, source: str) -> dict:
+def require_file(path: str | os.PathLike, what: str, source: str) -> Path:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: no such weights file ({what} expected); get it from {source}")
+    return path
+
+
+def unreadable(path, what: str, source: str, error: Exception) -> WeightsError:
+    return WeightsError(f"{path}: not a readable {what} ({type(error).__name__}: "
+                        f"{str(error).splitlines()[0][:120] if str(error) else ''}); get it from {source}")
+
+
+def read_checkpoint(path: str | os.PathLike, what: str, source: str) -> dict:
+    path = require_file(path, what, source)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for files that are not checkpoints
-        raise WeightsError(f"{path}: not a readable {what} ({type(error).__name__}: {str(error)[:120]}); "
-                           f"get it from {source}") from None
+        raise unreadable(path, what, source, error) from None
 
 
 def moco_state_dict(checkpoint: dict, path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -80,16 +89,16 @@ def resnet50_moco(*, num_classes: int, weights=None, cache_dir=None, progress: b
 def timm_backbone(name: str, timm_name: str, num_classes: int, weights=None) -> Backbone:
     """timm's ``timm_name`` with its pretrained weights: from the local file ``weights`` where given (through timm's
     loader and its converter for the original format), else from timm's hub."""
-    overlay = None
-    if weights is not None:
-        read_checkpoint(weights, f"{timm_name} checkpoint", f"https://huggingface.co/timm/{timm_name}")
-        overlay = {"file": str(Path(weights).resolve())}
+    what, source = f"{timm_name} checkpoint", f"https://huggingface.co/timm/{timm_name}"
+    # timm reads the file itself (torch.load with weights_only=True) and converts OpenAI / OpenCLIP layouts.
+    overlay = {"file": str(require_file(weights, what, source).resolve())} if weights is not None else None
     try:
         model = timm.create_model(timm_name, pretrained=True, num_classes=num_classes, pretrained_cfg_overlay=overlay)
-    except (RuntimeError, KeyError, OSError) as error:
-        where = weights or f"the Hugging Face Hub (timm/{timm_name})"
-        raise WeightsError(f"{where}: could not load {timm_name}'s weights ({type(error).__name__}: "
-                           f"{str(error).splitlines()[0][:120]}); pass backbone_weights: PATH to its checkpoint") from None
+    except Exception as error:  # torch and timm raise several types for a file that is not this model's checkpoint
+        if weights is not None:
+            raise unreadable(weights, what, source, error) from None
+        raise WeightsError(f"the Hugging Face Hub (timm/{timm_name}): could not load {timm_name}'s weights "
+                           f"({type(error).__name__}); pass backbone_weights: PATH to its checkpoint") from None
     transform = create_transform(**resolve_data_config({}, model=model))
     return Backbone(name, model, transform, weights_fingerprint(timm_name, weights))
 

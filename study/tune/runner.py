@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import time
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 
@@ -99,8 +100,6 @@ def _experiment_exists(study: StudyConfig) -> bool:
 
 
 def _trainable(study: StudyConfig):
-    from functools import partial
-
     from ray import tune
 
     from study.tune.trainable import train_trial, trial_resources
