@@ -21,7 +21,8 @@ from typing import Any
 
 import yaml
 
-METHODS = ("lp", "ft", "lpft")
+METHODS = ("lp", "ft", "lpft", "lora", "lplora")
+LP_FIRST = ("lpft", "lplora")  # the methods whose first stage is LP (its strengths: lpft_head_l2 or lpft_head_C)
 SEARCH_ALGORITHMS = ("grid", "random", "optuna")
 SCHEDULERS = ("fifo", "asha")
 DISTRIBUTIONS = ("loguniform", "uniform", "choice")
@@ -34,8 +35,13 @@ METHOD_PARAMS: dict[str, dict[str, tuple[type, Any]]] = {
     "lp": {"l2": (float, 1e-3), "C": (float, None)},
     "ft": dict(_FT_PARAMS),
     "lpft": {**_FT_PARAMS, "lr": (float, 0.001)},
+    # LoRA: a rank-``rank`` update of every encoder layer, multiplied by ``scale``; the head trains in full.
+    "lora": {**_FT_PARAMS, "rank": (int, 4), "scale": (float, 1.0)},
+    "lplora": {**_FT_PARAMS, "lr": (float, 0.001), "rank": (int, 4), "scale": (float, 1.0)},
 }
-_POSITIVE = {"lr", "epochs", "batch_size", "l2", "C"}
+# WiSE-FT's interpolations between the starting and the fine-tuned weights, scored after an FT-like trial's last epoch.
+WISE_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+_POSITIVE = {"lr", "epochs", "batch_size", "l2", "C", "rank", "scale"}
 
 
 class ConfigError(ValueError):
@@ -97,7 +103,8 @@ class StudyConfig:
     backbone: str = "glyphnet"
     seeds: tuple[int, ...] = (0,)
     methods: dict[str, dict[str, Param]] = field(default_factory=dict)
-    lpft_head: tuple[str, tuple[float, ...]] = ("l2", ())  # ("l2" or "C", values) of LP-FT's LP stage
+    lpft_head: tuple[str, tuple[float, ...]] = ("l2", ())  # ("l2" or "C", values) of LP-FT's (LP-LoRA's) LP stage
+    wise_alphas: tuple[float, ...] = WISE_ALPHAS
     search: SearchConfig = SearchConfig()
     resources: ResourcesConfig = ResourcesConfig()
     max_failures: int = 2
@@ -151,7 +158,8 @@ def parse_config(raw: dict) -> StudyConfig:
     """Validate a plain mapping into a ``StudyConfig``; raise one ``ConfigError`` listing every problem."""
     problems: list[str] = []
     check = _Checker(problems)
-    allowed = {"name", "benchmark", "backbone", "seeds", "methods", "lpft_head_l2", "lpft_head_C", "search", "resources",
+    allowed = {"name", "benchmark", "backbone", "seeds", "methods", "lpft_head_l2", "lpft_head_C", "wise_alphas", "search",
+               "resources",
                "max_failures", "results_dir", "storage", "cache_dir", "tracking_uri", "data_root", "backbone_weights"}
     check.unknown_keys(raw, allowed, "")
     name = check.typed(raw, "name", str, None, required=True)
@@ -163,6 +171,7 @@ def parse_config(raw: dict) -> StudyConfig:
     search = _parse_search(raw.get("search") or {}, check)
     methods = _parse_methods(raw.get("methods"), search, check)
     head_kind, head_values = _parse_head_strength(raw, methods, check)
+    wise_alphas = _parse_wise_alphas(raw.get("wise_alphas", list(WISE_ALPHAS)), check)
     resources = _parse_resources(raw.get("resources") or {}, check)
     _check_batches_split(methods, resources.workers_per_trial, check)
     if search.scheduler == "asha" and resources.workers_per_trial > 1 and set(methods) - {"lp"}:
@@ -181,7 +190,7 @@ def parse_config(raw: dict) -> StudyConfig:
     if problems:
         raise ConfigError(problems)
     return StudyConfig(name=name, benchmark=benchmark, backbone=backbone, seeds=tuple(seeds), methods=methods,
-                       lpft_head=(head_kind, head_values), search=search, resources=resources, max_failures=max_failures,
+                       lpft_head=(head_kind, head_values), wise_alphas=wise_alphas, search=search, resources=resources, max_failures=max_failures,
                        results_dir=results_dir, storage=storage, data_root=data_root,
                        backbone_weights=backbone_weights,
                        cache_dir=Path(cache_dir) if cache_dir else None, tracking_uri=tracking_uri,
@@ -378,8 +387,9 @@ def _coerce(value: Any, kind: type, where: str, check: _Checker):
 
 
 def _parse_head_strength(raw: dict, methods: dict[str, dict[str, Param]], check: _Checker) -> tuple[str, tuple]:
-    """The LP stage of LP-FT sweeps ``lpft_head_l2`` or ``lpft_head_C`` values; by default the LP grid's."""
-    if "lpft" not in methods:
+    """The LP stage of LP-FT (and LP-LoRA) sweeps ``lpft_head_l2`` or ``lpft_head_C`` values; by default the LP
+    grid's."""
+    if not set(LP_FIRST) & set(methods):
         return "l2", ()
     given = [key for key in ("l2", "C") if raw.get(f"lpft_head_{key}") is not None]
     if len(given) == 2:
@@ -398,6 +408,16 @@ def _parse_head_strength(raw: dict, methods: dict[str, dict[str, Param]], check:
     if not values:
         check.problems.append(f"lpft_head_{key}: empty list; give at least one value")
     return key, tuple(_coerce(v, float, f"lpft_head_{key}", check) for v in values)
+
+
+def _parse_wise_alphas(value: Any, check: _Checker) -> tuple[float, ...]:
+    """WiSE-FT's alphas: numbers in [0, 1]; an empty list turns WiSE-FT off."""
+    values = value if isinstance(value, list) else [value]
+    alphas = tuple(_coerce(v, float, "wise_alphas", check) for v in values)
+    if not all(isinstance(a, float) and 0.0 <= a <= 1.0 for a in alphas):
+        check.problems.append(f"wise_alphas: expected numbers from 0 (the starting model) to 1 (the fine-tuned one), "
+                              f"e.g. [0, 0.5, 1], or [] for none; got {value!r}")
+    return alphas
 
 
 def _apply_override(raw: dict, override: str) -> None:

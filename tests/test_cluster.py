@@ -73,7 +73,7 @@ def test_ray_job_submit_runs_the_smoke_study_on_a_token_protected_head(ray_head,
     assert "Selected by ID validation" in logs
 
     table = read_table(results / "smoke")
-    assert set(table["method"]) == {"lp", "ft", "lpft"} and (table["outcome"] == "finished").all()
+    assert set(table["method"]) == {"lp", "ft", "lpft", "lora", "lplora"} and (table["outcome"] == "finished").all()
     client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("smoke")
     (parent,) = client.search_runs([experiment.experiment_id], "tags.lpft_role = 'study'")

@@ -32,12 +32,12 @@ def test_shipped_configs_are_valid():
 
 def test_quickstart_is_the_paper_protocol_shape():
     study = load_config(QUICKSTART)
-    assert set(study.methods) == {"lp", "ft", "lpft"} and len(study.seeds) >= 3
+    assert set(study.methods) == {"lp", "ft", "lpft", "lora", "lplora"} and len(study.seeds) >= 3
     assert max(study.methods["lpft"]["lr"].values) < max(study.methods["ft"]["lr"].values)
 
 
 @pytest.mark.parametrize("text, key, fix", [
-    ("name: x\nmethods: {sgd: {lr: [0.1]}}", "methods.sgd", "choose from lp, ft, lpft"),
+    ("name: x\nmethods: {sgd: {lr: [0.1]}}", "methods.sgd", "choose from lp, ft, lpft, lora, lplora"),
     ("name: x\nbenchmark: imagenet-z\nmethods: {ft: {}}", "benchmark", "choose one of"),
     ("name: x\nbackbone: resnet9000\nmethods: {ft: {}}", "backbone", "choose one of"),
     ("name: x\nmethods: {ft: {lr: []}}", "methods.ft.lr", "give at least one value"),
@@ -112,4 +112,5 @@ def test_console_script_prints_no_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        "error: methods: expected a mapping of one or more of lp, ft, lpft, e.g. `methods: {ft: {lr: [0.01]}}`"]
+        "error: methods: expected a mapping of one or more of lp, ft, lpft, lora, lplora, e.g. "
+        "`methods: {ft: {lr: [0.01]}}`"]

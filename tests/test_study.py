@@ -8,7 +8,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import ROOT, run_study_cli, study_command
-from study.results import read_table
+from study.methods.run import FINE_TUNING
+from study.results import read_table, read_wise_table
 
 DIVERGING_LR = 1e5
 
@@ -32,9 +33,9 @@ def ray_results(study_dir: Path) -> dict[str, pd.DataFrame]:
 def test_report_json_shape_and_counts(smoke_study):
     _, report = smoke_study
     assert report["study"] == "smoke"
-    assert report["trials"] == {"total": 5, "finished": 4, "diverged": 1, "failed": 0}
+    assert report["trials"] == {"total": 7, "finished": 6, "diverged": 1, "failed": 0}
     for rule in ("id_val", "ood_oracle"):
-        assert set(report["selection"][rule]) == {"lp", "ft", "lpft"}
+        assert set(report["selection"][rule]) == set(FINE_TUNING) | {"lp"}
         for splits in report["selection"][rule].values():
             assert set(splits) == {"id_test", "recolour_test", "texture_test", "ood_avg"}
             assert all(set(v) == {"mean", "std", "n"} and 0 <= v["mean"] <= 100 and v["n"] == 1
@@ -148,10 +149,10 @@ def test_a_second_study_in_the_same_root_and_store_leaves_the_first_alone(smoke_
 def test_report_analysis_comes_from_the_table(smoke_study):
     results, report = smoke_study
     table = read_table(results / "smoke")
-    tuned = table[table["method"].isin(["ft", "lpft"]) & (table["split"] != "train")]
+    tuned = table[table["method"].isin(FINE_TUNING) & (table["split"] != "train")]
     assert (tuned[tuned["epoch"] == 0]["feature_change"].abs() < 1e-9).all(), "epoch 0 is the pretrained encoder"
     assert (tuned[tuned["epoch"] > 0]["feature_change"] > 0).all()
-    assert set(report["analysis"]["feature_change"]) == {"ft", "lpft"}, "LP's features are frozen: no entry"
+    assert set(report["analysis"]["feature_change"]) == set(FINE_TUNING), "LP's features are frozen: no entry"
     for metric in ("feature_change", "feature_cosine", "ece", "ece_ts", "brier"):
         for method, values in report["analysis"][metric].items():
             chosen = report["chosen"]["id_val"][method]
@@ -164,9 +165,12 @@ def test_report_analysis_comes_from_the_table(smoke_study):
 def test_report_figures_are_drawn_from_the_table(smoke_study):
     results, report = smoke_study
     folder = results / "smoke" / "report"
-    for name in ("effective_robustness", "accuracy_per_epoch", "feature_change"):
+    html = (folder / "report.html").read_text()
+    for name in FIGURES:
         assert (folder / f"{name}.png").stat().st_size > 1000 and (folder / f"{name}.csv").is_file()
         assert f"![{name}]({name}.png)" in (folder / "report.md").read_text()
+        assert f'<img alt="{name}" src="data:image/png;base64,' in html, "the HTML report embeds every figure"
+    assert "<table>" in html and "| LP-FT |" not in html
     points = pd.read_csv(folder / "effective_robustness.csv")
     table = read_table(results / "smoke")
     for _, point in points.iterrows():
@@ -176,4 +180,57 @@ def test_report_figures_are_drawn_from_the_table(smoke_study):
     assert points["selected"].sum() == sum(len(c["trial_ids"]) for c in report["chosen"]["id_val"].values())
     client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
     (parent,) = client.search_runs([client.get_experiment_by_name("smoke").experiment_id], "tags.lpft_role = 'study'")
-    assert "report/effective_robustness.png" in {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {f"report/{name}.png" for name in FIGURES} | {"report/report.html"} <= logged
+
+
+FIGURES = ("effective_robustness", "accuracy_per_epoch", "error_per_epoch", "feature_change", "sensitivity",
+           "reliability", "wise_ft")
+
+
+def test_wise_ft_runs_from_the_starting_model_to_the_final_one(smoke_study):
+    results, report = smoke_study
+    table, wise = read_table(results / "smoke"), read_wise_table(results / "smoke")
+    finished = table[(table["outcome"] == "finished") & table["method"].isin(FINE_TUNING)]
+    assert set(wise["trial_id"]) == set(finished["trial_id"]) and set(wise["alpha"]) == {0.0, 0.5, 1.0}
+    for trial_id, rows in finished.groupby("trial_id"):
+        for alpha, epoch in ((0.0, 0), (1.0, rows["epoch"].max())):
+            ends = rows[(rows["epoch"] == epoch) & (rows["split"] != "train")].set_index("split")["accuracy"]
+            curve = wise[(wise["trial_id"] == trial_id) & (wise["alpha"] == alpha)].set_index("split")["accuracy"]
+            assert curve.sort_index().tolist() == ends.sort_index().tolist(), (trial_id, alpha)
+    assert set(report["wise"]) == set(FINE_TUNING)
+    plotted = pd.read_csv(results / "smoke" / "report" / "wise_ft.csv")
+    for method, curve in report["wise"].items():
+        trials = report["chosen"]["id_val"][method]["trial_ids"]
+        for point in curve:
+            rows = wise[wise["trial_id"].isin(trials) & (wise["alpha"] == point["alpha"])]
+            assert point["id_test"]["mean"] == pytest.approx(rows[rows["split"] == "id_test"]["accuracy"].mean())
+            row = plotted[(plotted["method"] == method) & (plotted["alpha"] == point["alpha"])]
+            assert row["ood_test_avg"].item() == pytest.approx(point["ood_avg"]["mean"])
+    assert "## WiSE-FT" in (results / "smoke" / "report" / "report.md").read_text()
+
+
+def test_reliability_and_sensitivity_figures_come_from_the_table(smoke_study):
+    results, report = smoke_study
+    table, folder = read_table(results / "smoke"), results / "smoke" / "report"
+    bins = pd.read_csv(folder / "reliability.csv")
+    for method, chosen in report["chosen"]["id_val"].items():
+        rows = table[table["trial_id"].isin(chosen["trial_ids"]) & (table["epoch"] == chosen["epoch"])]
+        for scaled, metric in ((False, "ece"), (True, "ece_ts")):
+            ours = bins[(bins["method"] == method) & (bins["inputs"] == "ID test") & (bins["temperature_scaled"] == scaled)]
+            assert ours["count"].sum() == len(split_labels(table, "id_test"))
+            ece = (ours["count"] * (ours["accuracy"] - ours["confidence"]).abs()).sum() / ours["count"].sum()
+            assert ece == pytest.approx(rows[rows["split"] == "id_test"][metric].item(), abs=1e-6)
+    sensitivity = pd.read_csv(folder / "sensitivity.csv")
+    lp = sensitivity[sensitivity["method"] == "lp"]
+    assert sorted(lp["l2"]) == [1e-4, 1e-3]
+    for _, point in lp.iterrows():
+        row = table[(table["method"] == "lp") & (table["l2"] == point["l2"]) & (table["split"] == "id_val")]
+        assert point["id_val"] == pytest.approx(row["accuracy"].item())
+
+
+def split_labels(table: pd.DataFrame, split: str) -> pd.Series:
+    """One split's labels, read from the data rather than the table: the bins must count every image once."""
+    from study.data import create_benchmark
+
+    return create_benchmark("glyphs").splits[split].labels

@@ -4,7 +4,14 @@
   (where accuracies under a shift tend to lie on a line), coloured by method, the ID-val-selected models marked.
 - ``accuracy_per_epoch.png``: ID-val and OOD-val accuracy per epoch of each method's selected configuration (mean
   over seeds), with the epochs picked by ID val and by the oracle.
+- ``error_per_epoch.png``: the same configurations' ID-test and OOD-test error per epoch, log scale (on the
+  theory's toy, the error curves of its section 3).
 - ``feature_change.png``: the selected models' feature change, ID test vs OOD test average.
+- ``sensitivity.png``: per method, each hyper-parameter configuration's ID-val and OOD-test accuracy (its epoch
+  picked by ID val) against its searched hyper-parameter.
+- ``reliability.png``: reliability diagrams of the selected models, ID test and the OOD tests pooled, before and
+  after temperature scaling.
+- ``wise_ft.png``: the WiSE-FT curves, ID test vs OOD average as alpha goes from 0 to 1.
 """
 from __future__ import annotations
 
@@ -18,9 +25,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from study.analysis.report import METHOD_NAMES as NAMES  # noqa: E402
-from study.analysis.selection import ood_splits  # noqa: E402
+from study.analysis.selection import (OOD_AVG, per_configuration, select,  # noqa: E402
+                                      selected_rows, ood_splits)
+from study.methods.metrics import ECE_BINS  # noqa: E402
 
-COLOURS = {"lp": "tab:blue", "ft": "tab:red", "lpft": "tab:green"}
+COLOURS = {"lp": "tab:blue", "ft": "tab:red", "lpft": "tab:green", "lora": "tab:orange", "lplora": "tab:purple"}
 
 
 def _logit(percent: np.ndarray) -> np.ndarray:
@@ -58,16 +67,22 @@ def effective_robustness(table: pd.DataFrame, report: dict, folder: Path) -> Pat
     return _save(figure, folder / "effective_robustness.png")
 
 
-def accuracy_per_epoch(table: pd.DataFrame, report: dict, folder: Path) -> Path:
-    ood = ood_splits(table, "val")
-    rows = table[table["split"].isin(["id_val", *ood]) & (table["epoch"] >= 1)]
+def _per_epoch(table: pd.DataFrame, report: dict, part: str) -> pd.DataFrame:
+    """Accuracy per epoch (>= 1) of each method's ID-val-selected configuration, mean over seeds: ID and the OOD
+    average of one ``part`` (val or test)."""
+    ood = ood_splits(table, part)
+    rows = table[table["split"].isin([f"id_{part}", *ood]) & (table["epoch"] >= 1)]
     curves = []
     for method, pick in report["chosen"]["id_val"].items():
-        trials = rows[rows["trial_id"].isin(pick["trial_ids"])]
-        wide = trials.pivot_table(index="epoch", columns="split", values="accuracy")  # mean over seeds
-        curves.append(pd.DataFrame({"method": method, "epoch": wide.index, "id_val": wide["id_val"].values,
-                                    "ood_val_avg": wide[ood].mean(axis=1).values}))
-    data = pd.concat(curves, ignore_index=True)
+        wide = rows[rows["trial_id"].isin(pick["trial_ids"])].pivot_table(index="epoch", columns="split",
+                                                                         values="accuracy")
+        curves.append(pd.DataFrame({"method": method, "epoch": wide.index, f"id_{part}": wide[f"id_{part}"].values,
+                                    f"ood_{part}_avg": wide[ood].mean(axis=1).values}))
+    return pd.concat(curves, ignore_index=True)
+
+
+def accuracy_per_epoch(table: pd.DataFrame, report: dict, folder: Path) -> Path:
+    data = _per_epoch(table, report, "val")
     data.to_csv(folder / "accuracy_per_epoch.csv", index=False)
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
     for method, group in data.groupby("method"):
@@ -83,6 +98,22 @@ def accuracy_per_epoch(table: pd.DataFrame, report: dict, folder: Path) -> Path:
     figure.suptitle("Selected configurations; lines: epoch picked by ID val (solid) and by the oracle (dotted)")
     axes[0].legend()
     return _save(figure, folder / "accuracy_per_epoch.png")
+
+
+def error_per_epoch(table: pd.DataFrame, report: dict, folder: Path) -> Path:
+    data = _per_epoch(table, report, "test")
+    data = data.assign(id_test_error=100 - data["id_test"], ood_test_error=100 - data["ood_test_avg"])
+    data.to_csv(folder / "error_per_epoch.csv", index=False)
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    for method, group in data.groupby("method"):
+        for axis, column in zip(axes, ("id_test_error", "ood_test_error")):
+            axis.plot(group["epoch"], group[column], marker="o", color=COLOURS.get(method),
+                      label=NAMES.get(method, method))
+    axes[0].set(title="ID test", xlabel="epoch", ylabel="error (%, log scale)", yscale="log")
+    axes[1].set(title="OOD test average", xlabel="epoch", yscale="log")
+    figure.suptitle("Test error per epoch of the configurations selected by ID val (mean over seeds)")
+    axes[0].legend()
+    return _save(figure, folder / "error_per_epoch.png")
 
 
 def feature_change(report: dict, folder: Path) -> Path | None:
@@ -105,6 +136,95 @@ def feature_change(report: dict, folder: Path) -> Path | None:
     return _save(figure, folder / "feature_change.png")
 
 
+def sensitivity(table: pd.DataFrame, folder: Path) -> Path | None:
+    rows = []
+    for method in [m for m in COLOURS if m in set(table["method"])]:
+        for pick in per_configuration(table, method):
+            rows.append({"method": method, **pick.config, "epoch": pick.epoch, "id_val": pick.criterion,
+                         "id_test": pick.splits["id_test"]["mean"], "ood_test_avg": pick.splits[OOD_AVG]["mean"]})
+    data = pd.DataFrame(rows)
+    swept = {method: _swept(group) for method, group in data.groupby("method")} if rows else {}
+    swept = {method: name for method, name in swept.items() if name}
+    if not swept:
+        return None
+    data.to_csv(folder / "sensitivity.csv", index=False)
+    figure, axes = plt.subplots(1, len(swept), figsize=(3.6 * len(swept), 3.6), squeeze=False)
+    for axis, (method, name) in zip(axes[0], swept.items()):
+        group = data[data["method"] == method].sort_values(name)
+        for column, style in (("id_val", "-o"), ("ood_test_avg", "--s")):
+            axis.plot(group[name], group[column], style, color=COLOURS.get(method),
+                      label="ID val" if column == "id_val" else "OOD test avg")
+        axis.set(xscale="log", xlabel=name, title=NAMES.get(method, method))
+    axes[0][0].set_ylabel("accuracy (%), epoch picked by ID val")
+    axes[0][0].legend()
+    figure.suptitle("Hyper-parameter sensitivity (mean over seeds)")
+    return _save(figure, folder / "sensitivity.png")
+
+
+def _swept(group: pd.DataFrame) -> str | None:
+    """The hyper-parameter with the most values in a method's configurations (its learning rate or L2)."""
+    counts = {name: group[name].nunique() for name in group.columns
+              if name not in ("method", "epoch", "id_val", "id_test", "ood_test_avg") and group[name].notna().all()}
+    name = max(counts, key=counts.get, default=None)
+    return name if name and counts[name] > 1 else None
+
+
+def reliability(table: pd.DataFrame, report: dict, folder: Path) -> Path | None:
+    if "reliability" not in table.columns:
+        return None
+    tests = ood_splits(table, "test")
+    rows = []
+    for method in report["chosen"]["id_val"]:
+        chosen = selected_rows(select(table, method, "id_val"), table)
+        for group, splits in (("ID test", ["id_test"]), ("OOD test (pooled)", tests)):
+            for column, scaled in (("reliability", False), ("reliability_ts", True)):
+                bins = np.stack(chosen[chosen["split"].isin(splits)][column].to_list()).sum(0).reshape(3, ECE_BINS)
+                count, confidence, correct = bins
+                for index in np.flatnonzero(count):
+                    rows.append({"method": method, "inputs": group, "temperature_scaled": scaled, "bin": index,
+                                 "count": count[index], "confidence": 100 * confidence[index] / count[index],
+                                 "accuracy": 100 * correct[index] / count[index]})
+    data = pd.DataFrame(rows)
+    data.to_csv(folder / "reliability.csv", index=False)
+    methods = list(report["chosen"]["id_val"])
+    figure, axes = plt.subplots(2, len(methods), figsize=(3.2 * len(methods), 6.4), squeeze=False, sharex=True,
+                                sharey=True)
+    for column, method in enumerate(methods):
+        for row, group in enumerate(("ID test", "OOD test (pooled)")):
+            axis = axes[row][column]
+            axis.plot([0, 100], [0, 100], color="grey", linewidth=0.8)
+            for scaled, style in ((False, "-o"), (True, "--s")):
+                part = data[(data["method"] == method) & (data["inputs"] == group) & (data["temperature_scaled"] == scaled)]
+                axis.plot(part["confidence"], part["accuracy"], style, markersize=3, color=COLOURS.get(method),
+                          label="temperature-scaled" if scaled else "as trained")
+            axis.set(title=f"{NAMES.get(method, method)}: {group}", xlim=(0, 100), ylim=(0, 100))
+        axes[1][column].set_xlabel("confidence (%)")
+    axes[0][0].set_ylabel("accuracy (%)")
+    axes[1][0].set_ylabel("accuracy (%)")
+    axes[0][0].legend(fontsize=7)
+    figure.suptitle("Reliability diagrams of the models selected by ID val (15 bins, seeds pooled)")
+    return _save(figure, folder / "reliability.png")
+
+
+def wise_ft(report: dict, folder: Path) -> Path | None:
+    curves = report["wise"]
+    if not curves:
+        return None
+    data = pd.DataFrame([{"method": method, "alpha": point["alpha"], "id_test": point["id_test"]["mean"],
+                          "ood_test_avg": point[OOD_AVG]["mean"]} for method, curve in curves.items() for point in curve])
+    data.to_csv(folder / "wise_ft.csv", index=False)
+    figure, axes = plt.subplots(figsize=(5.5, 4.5))
+    for method, group in data.groupby("method", sort=False):
+        axes.plot(group["id_test"], group["ood_test_avg"], "-o", color=COLOURS.get(method),
+                  label=NAMES.get(method, method))
+        for alpha, x, y in zip(group["alpha"], group["id_test"], group["ood_test_avg"]):
+            axes.annotate(f"{alpha:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    axes.set(xlabel="ID test accuracy (%)", ylabel="OOD test accuracy, average (%)",
+             title="WiSE-FT: alpha from the starting model (0) to the fine-tuned one (1)")
+    axes.legend()
+    return _save(figure, folder / "wise_ft.png")
+
+
 def _save(figure, path: Path) -> Path:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -115,5 +235,6 @@ def _save(figure, path: Path) -> Path:
 def draw_all(table: pd.DataFrame, report: dict, folder: Path) -> list[Path]:
     """Every figure the table supports, written into ``folder``; returns their paths."""
     paths = [effective_robustness(table, report, folder), accuracy_per_epoch(table, report, folder),
-             feature_change(report, folder)]
+             error_per_epoch(table, report, folder), feature_change(report, folder), sensitivity(table, folder),
+             reliability(table, report, folder), wise_ft(report, folder)]
     return [path for path in paths if path is not None]

@@ -1,4 +1,5 @@
-"""The study's report, drawn from the results table alone: trial counts and the selection tables."""
+"""The study's report, drawn from its results tables alone: trial counts, the selection tables, the selected
+models' feature change and calibration, and the WiSE-FT curves; as Markdown and as one self-contained HTML file."""
 from __future__ import annotations
 
 import json
@@ -6,11 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from study.analysis.selection import OOD_AVG, RULES, Selection, metric_of, ood_splits, select
-from study.results import hparam_columns
+from study.analysis.selection import OOD_AVG, RULES, Selection, metric_of, ood_splits, select, wise_of
+from study.results import hparam_columns, read_wise_table
 
-METHOD_ORDER = ("lp", "ft", "lpft")
-METHOD_NAMES = {"lp": "LP", "ft": "FT", "lpft": "LP-FT"}
+METHOD_ORDER = ("lp", "ft", "lpft", "lora", "lplora")
+METHOD_NAMES = {"lp": "LP", "ft": "FT", "lpft": "LP-FT", "lora": "LoRA", "lplora": "LP-LoRA"}
 RULE_TITLES = {"id_val": "Selected by ID validation (the paper's rule)",
                "ood_oracle": "Selected by OOD validation (the oracle ablation)"}
 REPORT_DIR = "report"
@@ -40,9 +41,11 @@ def selections(table: pd.DataFrame) -> dict[str, dict[str, Selection]]:
     return out
 
 
-def summary(table: pd.DataFrame) -> dict:
-    """The report as one JSON-able object (accuracies in percent)."""
+def summary(table: pd.DataFrame, wise: pd.DataFrame | None = None) -> dict:
+    """The report as one JSON-able object (accuracies in percent). ``wise``: the study's WiSE-FT table, if any."""
     chosen = selections(table)
+    curves = {} if wise is None else {method: curve for method, s in chosen["id_val"].items()
+                                      if (curve := wise_of(s, wise, table)) is not None}
     return {
         "study": str(table["study"].iloc[0]),
         "trials": trial_counts(table),
@@ -53,6 +56,8 @@ def summary(table: pd.DataFrame) -> dict:
         "analysis": {metric: {method: values for method, s in chosen["id_val"].items()
                               if (values := metric_of(s, table, metric)) is not None}
                      for metric, _, _ in ANALYSIS},
+        "wise": {method: [{"alpha": alpha, **splits} for alpha, splits in curve.items()]
+                 for method, curve in curves.items()},
     }
 
 
@@ -76,8 +81,24 @@ def markdown(table: pd.DataFrame, report: dict) -> str:
             lines.append(f"| {METHOD_NAMES.get(method, method)} | " + " | ".join(cells) +
                          f" | {splits['id_test']['n']} | {config} ({chosen['epoch']}) |")
         lines.append("")
-    lines += _analysis_tables(report, columns)
+    lines += _analysis_tables(report, columns) + _wise_table(report)
     return "\n".join(lines)
+
+
+def _wise_table(report: dict) -> list[str]:
+    """WiSE-FT: ID test and OOD average accuracy along the interpolation, per method."""
+    curves = report["wise"]
+    if not curves:
+        return []
+    lines = ["## WiSE-FT: weights interpolated from the starting model (alpha 0) to the fine-tuned one (alpha 1)", "",
+             "The ID-val-selected configuration of each method, interpolating to its trials' final weights. "
+             "ID test / OOD test average, %, mean over seeds.", "",
+             "| alpha | " + " | ".join(METHOD_NAMES.get(m, m) for m in curves) + " |", "|---" * (len(curves) + 1) + "|"]
+    for index, alpha in enumerate(point["alpha"] for point in next(iter(curves.values()))):
+        cells = [f"{curve[index]['id_test']['mean']:.1f} / {curve[index][OOD_AVG]['mean']:.1f}"
+                 for curve in curves.values()]
+        lines.append(f"| {alpha:g} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _analysis_tables(report: dict, columns: list[str]) -> list[str]:
@@ -111,14 +132,17 @@ def _short(value) -> str:
 
 
 def write_report(study_dir: Path, table: pd.DataFrame) -> tuple[dict, str, Path]:
-    """Write ``report/summary.json``, ``report/report.md`` and the figures into the study folder; return them."""
+    """Write ``report/summary.json``, ``report/report.md``, ``report/report.html`` (self-contained) and the figures
+    (each with its CSV) into the study folder; return the summary, the Markdown and the folder."""
+    from study.analysis.html import to_html
     from study.analysis.plots import draw_all
 
-    report = summary(table)
+    report = summary(table, read_wise_table(study_dir))
     folder = Path(study_dir) / REPORT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     figures = draw_all(table, report, folder)
     text = markdown(table, report) + "\n".join(["## Figures", ""] + [f"![{path.stem}]({path.name})" for path in figures])
     (folder / "summary.json").write_text(json.dumps(report, indent=2))
     (folder / "report.md").write_text(text + "\n")
+    (folder / "report.html").write_text(to_html(text, folder))
     return report, text, folder

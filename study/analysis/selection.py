@@ -64,16 +64,40 @@ def select(table: pd.DataFrame, method: str, rule: str = "id_val") -> Selection 
                      trial_ids=tuple(chosen.index.get_level_values("trial_id")))
 
 
+def selected_rows(selection: Selection, table: pd.DataFrame) -> pd.DataFrame:
+    """The table's rows of a selection: its trials (one per seed) at its epoch."""
+    return table[table["trial_id"].isin(selection.trial_ids) & (table["epoch"] == selection.epoch)]
+
+
 def metric_of(selection: Selection, table: pd.DataFrame, metric: str) -> dict[str, dict[str, float]] | None:
     """Another metric of a selection (e.g. ``ece``, ``feature_change``): its trials at its epoch, summarised like
     its accuracy (mean, std, n over seeds per test split and the OOD average); None where the method has none."""
     if metric not in table.columns:
         return None
-    rows = table[table["trial_id"].isin(selection.trial_ids) & (table["epoch"] == selection.epoch)]
-    wide = rows.pivot_table(index="seed", columns="split", values=metric)
+    wide = selected_rows(selection, table).pivot_table(index="seed", columns="split", values=metric)
     if not {"id_test", *ood_splits(table, "test")} <= set(wide.columns):
         return None
     return _summary(wide, table)
+
+
+def wise_of(selection: Selection, wise: pd.DataFrame, table: pd.DataFrame) -> dict[float, dict] | None:
+    """The WiSE-FT curve of a selection's configuration (interpolating to its trials' final weights): per alpha,
+    the accuracy summarised like the selection's own; None where its trials scored no WiSE-FT."""
+    rows = wise[wise["trial_id"].isin(selection.trial_ids)]
+    if rows.empty:
+        return None
+    wide = rows.pivot_table(index=["alpha", "seed"], columns="split", values="accuracy")
+    return {float(alpha): _summary(wide.xs(alpha, level="alpha"), table)
+            for alpha in wide.index.get_level_values("alpha").unique()}
+
+
+def per_configuration(table: pd.DataFrame, method: str, rule: str = "id_val") -> list[Selection]:
+    """``select`` within each hyper-parameter configuration of ``method`` (its epoch picked by ``rule``): what the
+    study would report had it searched only that configuration. The data of a sensitivity plot."""
+    rows = table[table["method"] == method]
+    keys = [column for column in hparam_columns(rows) if rows[column].notna().all()]
+    picks = [select(group, method, rule) for _, group in rows.groupby(keys, sort=False)] if keys else []
+    return [pick for pick in picks if pick is not None]
 
 
 def _accuracy_per_epoch(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

@@ -1,12 +1,16 @@
-"""The three ways to transfer a pretrained model, as plain PyTorch generators of per-epoch results.
+"""The ways to transfer a pretrained model, as plain PyTorch generators of per-epoch results.
 
-They know nothing of Ray or MLflow: ``study.tune`` wraps them.
+LP, FT and LP-FT, with LoRA and LP-LoRA as FT variants and WiSE-FT's weight interpolation. They know nothing of
+Ray or MLflow: ``study.tune`` wraps them.
 """
 from study.methods.evaluation import Diverged, EpochResult, evaluate
 from study.methods.features import cached_features, extract
 from study.methods.ft import fine_tune
 from study.methods.lp import LinearHead, best_head, fit_logistic_regression, linear_probe, lp_sweep
-from study.methods.lpft import lp_ft
+from study.methods.lora import add_lora, lora_ft
+from study.methods.lpft import install_lp_head, lp_ft
+from study.methods.wise import wise_curve
 
 __all__ = ["Diverged", "EpochResult", "evaluate", "cached_features", "extract", "fine_tune", "LinearHead",
-           "best_head", "fit_logistic_regression", "linear_probe", "lp_sweep", "lp_ft"]
+           "best_head", "fit_logistic_regression", "linear_probe", "lp_sweep", "lp_ft",
+           "install_lp_head", "add_lora", "lora_ft", "wise_curve"]

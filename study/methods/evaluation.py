@@ -11,6 +11,9 @@ from study.methods.distributed import rank_and_world
 from study.methods.metrics import SplitMeter, fit_temperature, scaled
 
 
+WISE = "wise"  # the flat keys of a WiSE-FT curve: wise/<alpha>/<split>/acc
+
+
 class Diverged(RuntimeError):
     """The training loss became non-finite; the trial ends as ``diverged`` and is never selected."""
 
@@ -23,7 +26,8 @@ class Diverged(RuntimeError):
 class EpochResult:
     """Accuracy (percent) and mean loss per split after ``epoch`` epochs; epoch 0 is the starting point.
 
-    ``state`` is everything needed to resume after this epoch (model, optimizer, schedule), or None.
+    ``state`` is everything needed to resume after this epoch (model, optimizer, schedule), or None. ``wise`` (the
+    last epoch of FT-like methods) maps each WiSE-FT alpha to the interpolated model's metrics per split.
     """
 
     epoch: int
@@ -31,15 +35,18 @@ class EpochResult:
     train_loss: float | None = None
     extras: dict[str, float] = field(default_factory=dict)
     state: dict | None = None
+    wise: dict[float, dict[str, dict[str, float]]] | None = None
 
     def flat(self) -> dict[str, float]:
-        """One flat dict: ``{"epoch": 1, "id_val/acc": ..., "id_val/loss": ..., "train/loss": ..., "extra/...": ...}``."""
+        """One flat dict: ``{"epoch": 1, "id_val/acc": ..., "train/loss": ..., "extra/head_norm": ..., ...}``."""
         out = {"epoch": self.epoch}
         for split, values in self.splits.items():
             out.update({f"{split}/{name}": value for name, value in values.items()})
         if self.train_loss is not None:
             out["train/loss"] = self.train_loss
         out.update({f"extra/{name}": value for name, value in self.extras.items()})
+        for alpha, splits in (self.wise or {}).items():
+            out.update({f"{WISE}/{alpha:g}/{split}/acc": values["acc"] for split, values in splits.items()})
         return out
 
 

@@ -7,7 +7,7 @@ every global batch of ``batch_size`` examples and scores its share of every spli
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -17,18 +17,21 @@ from study.data import TRAIN, Benchmark, loader
 from study.methods.distributed import all_reduce_sum, data_parallel, rank_and_world
 from study.methods.evaluation import EpochResult, check_finite, evaluate, prepare_model, to_device
 from study.methods.features import Features
+from study.methods.wise import snapshot, wise_curve
 
 
 def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int, batch_size: int = 64,
               momentum: float = 0.9, weight_decay: float = 0.0, seed: int = 0, device="cpu",
               freeze_bn: bool = False, resume: dict | None = None, extras: dict | None = None,
-              eval_batch_size: int = 512, num_workers: int = 0, reference: Features | None = None
-              ) -> Iterator[EpochResult]:
+              eval_batch_size: int = 512, num_workers: int = 0, reference: Features | None = None,
+              wise_alphas: Sequence[float] = ()) -> Iterator[EpochResult]:
     """Fine-tune ``model`` (its head already set) for ``epochs`` epochs, yielding one result per epoch.
 
     ``weight_decay`` is FT's L2 strength. ``freeze_bn`` keeps batch-norm layers in eval mode (LP-FT's FT stage).
     ``resume`` is the ``state`` of an earlier result: training continues after that epoch, as if never stopped.
     ``reference`` (the pretrained encoder's cached features) makes every evaluation measure the feature change too.
+    Only parameters that require gradients are trained (LoRA freezes the rest). With ``wise_alphas``, the last
+    result also holds the WiSE-FT curve between the starting weights and the final ones (``result.wise``).
     """
     extras = dict(extras or {})
     rank, world = rank_and_world()
@@ -40,7 +43,8 @@ def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int,
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {batch_size} is more than the {len(train_set)} training examples, so an epoch "
                          "has no full batch; use a smaller batch_size")
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    start_weights = snapshot(model) if wise_alphas else None  # before a resume overwrites them
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
     start = 0
     if resume is not None:
@@ -71,6 +75,9 @@ def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int,
         check_finite(train_loss, epoch)  # one sync per epoch; a NaN stays NaN through the sum
         result = _scored(model, benchmark, epoch, train_loss.item(), extras, device, eval_batch_size, num_workers,
                          reference)
+        if epoch == epochs and wise_alphas:
+            result.wise = wise_curve(model, start_weights, benchmark, wise_alphas, batch_size=eval_batch_size,
+                                     device=device, num_workers=num_workers)
         result.state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "schedule": schedule.state_dict(), "epoch": epoch, "extras": extras}
         yield result

@@ -1,8 +1,10 @@
 """What is measured on every split after every epoch, accumulated batch by batch (and summed across ranks).
 
 - ``acc`` (%) and ``loss`` (mean cross-entropy, which is also the NLL);
-- calibration: ``ece`` (%, 15 equal-width confidence bins) and ``brier`` (mean squared error of the probabilities);
-- the same three after temperature scaling (``loss_ts``, ``ece_ts``, ``brier_ts``): one temperature, fitted on ID
+- calibration: ``ece`` (%, 15 equal-width confidence bins) and ``brier`` (mean squared error of the probabilities),
+  and the bins themselves for reliability diagrams: ``reliability``, 45 sums (15 counts, then 15 confidence sums,
+  then 15 correct counts), which add up across seeds and splits;
+- the same four after temperature scaling (``loss_ts``, ``ece_ts``, ``brier_ts``, ``reliability_ts``): one temperature, fitted on ID
   val by minimising its NLL, divides the logits of every split (Tomihari & Sato 2024: LP-FT's large head norm
   costs calibration, and this restores it); ID val's row also holds the ``temperature``;
 - feature distortion (Kumar et al. 2022), where the pretrained encoder's features of the same images are given:
@@ -17,7 +19,7 @@ import torch.nn.functional as F
 from study.methods.distributed import all_reduce_sum
 
 ECE_BINS = 15
-CALIBRATION = ("loss", "ece", "brier")
+CALIBRATION = ("loss", "ece", "brier", "reliability")
 TEMPERATURES = torch.logspace(-1.5, 1.5, 241)  # 0.03 ... 32, about 3% apart
 
 
@@ -49,13 +51,14 @@ class SplitMeter:
                                           (1 - F.cosine_similarity(features, reference, dim=1)).sum()])
         return self
 
-    def result(self, across_ranks: bool = True) -> dict[str, float]:
+    def result(self, across_ranks: bool = True) -> dict[str, float | list[float]]:
         """The metrics; ``across_ranks`` sums every rank's share first (each rank scored part of the split)."""
         sums, bins = (all_reduce_sum(self.sums), all_reduce_sum(self.bins)) if across_ranks else (self.sums, self.bins)
         correct, loss, count, brier, change, norm, cosine = sums.tolist()
         _, confidence, hits = bins
         ece = ((hits - confidence).abs().sum() / count).item()
-        out = {"acc": 100.0 * correct / count, "loss": loss / count, "ece": 100.0 * ece, "brier": brier / count}
+        out = {"acc": 100.0 * correct / count, "loss": loss / count, "ece": 100.0 * ece, "brier": brier / count,
+               "reliability": bins.flatten().tolist()}
         if self.has_reference:
             out |= {"feature_change": change / norm, "feature_cosine": cosine / count}
         return out

@@ -9,19 +9,26 @@ from study.data import create_benchmark
 from study.methods.evaluation import EpochResult
 from study.methods.features import cached_features
 from study.methods.ft import fine_tune
+from study.methods.lora import lora_ft
 from study.methods.lp import linear_probe, to_l2
 from study.methods.lpft import lp_ft
 from study.models import create_backbone
 
+FINE_TUNING = ("ft", "lpft", "lora", "lplora")  # the methods that train the encoder, through ``fine_tune``
+
 
 def run_method(method: str, hparams: dict, *, benchmark: str, backbone: str, seed: int,
                head: tuple[str, Sequence[float]] = ("l2", ()), cache_dir=None, data_root=None, weights=None, device="cpu",
-               resume: dict | None = None, num_workers: int = 0) -> Iterator[EpochResult]:
+               resume: dict | None = None, num_workers: int = 0, wise_alphas: Sequence[float] = ()
+               ) -> Iterator[EpochResult]:
     """Yield ``method``'s per-epoch results for one hyper-parameter setting and seed.
 
-    The seed fixes the new head's initialisation and the order of the training data. ``head`` is LP-FT's LP stage:
-    ("l2", values) or ("C", values). LP's own strength is ``hparams["l2"]`` or ``hparams["C"]``.
+    The seed fixes the new head's initialisation and the order of the training data. ``head`` is the LP stage of
+    LP-FT and LP-LoRA: ("l2", values) or ("C", values). LP's own strength is ``hparams["l2"]`` or ``hparams["C"]``.
+    LoRA's ``rank`` and ``scale`` are in ``hparams``. ``wise_alphas``: see ``fine_tune``.
     """
+    if method not in ("lp", *FINE_TUNING):
+        raise KeyError(f"unknown method {method!r}")
     if method == "lp" and resume is not None:  # LP has a single epoch: a checkpoint means it already reported
         return
     data = create_benchmark(benchmark, cache_dir=cache_dir, data_root=data_root)
@@ -33,11 +40,12 @@ def run_method(method: str, hparams: dict, *, benchmark: str, backbone: str, see
     if method == "lp":
         l2 = to_l2("C", [hparams["C"]], features)[0] if "C" in hparams else hparams["l2"]
         yield from linear_probe(features, l2=l2, num_classes=data.num_classes, class_subsets=data.class_subsets)
-    elif method == "ft":
-        yield from fine_tune(encoder.model, data, seed=seed, device=device, resume=resume, num_workers=num_workers,
-                             reference=features, **hparams)
-    elif method == "lpft":
-        yield from lp_ft(encoder.model, data, features, head_l2=to_l2(*head, features), seed=seed, device=device,
-                         resume=resume, num_workers=num_workers, **hparams)
-    else:
-        raise KeyError(f"unknown method {method!r}")
+        return
+    common = dict(seed=seed, device=device, resume=resume, num_workers=num_workers, reference=features,
+                  wise_alphas=wise_alphas, **hparams)
+    if method == "ft":
+        yield from fine_tune(encoder.model, data, **common)
+    elif method == "lora":
+        yield from lora_ft(encoder.model, data, **common)
+    else:  # lpft, or lplora (its rank and scale are in hparams)
+        yield from lp_ft(encoder.model, data, features, head_l2=to_l2(*head, features), **common)

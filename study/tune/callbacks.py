@@ -13,14 +13,16 @@ from pathlib import Path
 from ray.tune import Callback
 from tqdm.auto import tqdm
 
-from study.results import read_trial_rows, rows_from_report, write_trial_rows
+from study.results import WISE_TABLE_DIR, read_trial_rows, rows_from_report, wise_rows_from_report, write_trial_rows
 from study.tracking import StudyTracker
 from study.tune.spaces import TrialSpec
 
 
-def metrics_of(result: dict) -> dict[str, float]:
-    """The study's own metrics in a Ray result: per-split, train and extra values (keys with a '/')."""
-    return {key: value for key, value in result.items() if "/" in key and isinstance(value, (int, float))}
+def metrics_of(result: dict, scalars_only: bool = False) -> dict:
+    """The study's own metrics in a Ray result: per-split, train, extra and WiSE-FT values (keys with a '/'); the
+    reliability bins are lists, which MLflow (``scalars_only``) does not take."""
+    kinds = (int, float) if scalars_only else (int, float, list)
+    return {key: value for key, value in result.items() if "/" in key and isinstance(value, kinds)}
 
 
 def outcome_of(trial, failed: bool = False) -> str:
@@ -48,11 +50,15 @@ class ResultsTableCallback(Callback):
         if "epoch" not in result or result.get("diverged"):
             return
         spec = TrialSpec.of(trial.config, self.seeds)
+        report = metrics_of(result) | {"epoch": result["epoch"]}
+        identity = dict(study=self.study_name, trial_id=trial.trial_id, method=spec.method, seed=spec.seed,
+                        hparams=spec.hparams)
         rows = [row for row in self._trial_rows(trial) if row["epoch"] != result["epoch"]]
-        rows += rows_from_report(metrics_of(result) | {"epoch": result["epoch"]}, study=self.study_name,
-                                 trial_id=trial.trial_id, method=spec.method, seed=spec.seed, hparams=spec.hparams)
+        rows += rows_from_report(report, **identity)
         self._rows[trial.trial_id] = rows
         write_trial_rows(self.study_dir, trial.trial_id, rows, "running")
+        if wise := wise_rows_from_report(report, **identity):
+            write_trial_rows(self.study_dir, trial.trial_id, wise, None, table=WISE_TABLE_DIR)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._finish(trial, outcome_of(trial))
@@ -99,7 +105,7 @@ class MlflowTrialsCallback(Callback):
             return
         run_id, epoch = self._run_id(trial), int(result["epoch"])
         if epoch > self._last_epoch[trial.trial_id]:  # a trial resumed from an older checkpoint repeats epochs
-            self.tracker.log_epoch(run_id, metrics_of(result), epoch, int(time.time() * 1000))
+            self.tracker.log_epoch(run_id, metrics_of(result, scalars_only=True), epoch, int(time.time() * 1000))
             self._last_epoch[trial.trial_id] = epoch
 
     def on_trial_complete(self, iteration, trials, trial, **info):

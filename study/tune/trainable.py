@@ -59,7 +59,8 @@ def report_epochs(spec: TrialSpec, study: StudyConfig, *, device, threads: float
     best = resume.pop("best_id_val_acc", -math.inf) if resume else -math.inf
     results = run_method(spec.method, spec.hparams, benchmark=study.benchmark, backbone=study.backbone, seed=spec.seed,
                          head=study.lpft_head, cache_dir=study.cache_dir, data_root=study.data_root,
-                         weights=study.backbone_weights, device=device, resume=resume)
+                         weights=study.backbone_weights, device=device, resume=resume,
+                         wise_alphas=study.wise_alphas)
     try:
         for result in results:
             metrics = result.flat()

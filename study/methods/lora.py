@@ -1,0 +1,71 @@
+"""LoRA as an FT variant (Tomihari & Sato 2024): the encoder's weights stay frozen, each of its linear and
+convolution layers learns a low-rank update, and the head trains in full.
+
+    y = W x + scale * B (A x)      A: rank x in (random), B: out x rank (zeros), so training starts at the
+                                   pretrained model exactly
+
+Written here (about 60 lines) rather than taken from peft: peft wraps a model in its own class, which hides
+timm's head API (``forward_features``, ``get_classifier``) that the evaluation and the LP-FT head rely on, and
+adds a dependency for one idea. A convolution's update is a convolution to ``rank`` channels with the layer's own
+kernel, stride and padding, then a 1x1 convolution back; grouped (depthwise) convolutions keep no adapter.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from study.data import Benchmark
+from study.methods.evaluation import EpochResult
+from study.methods.ft import fine_tune
+
+
+class LoRA(nn.Module):
+    """A frozen layer plus a trainable low-rank update ``scale * up(down(x))``."""
+
+    def __init__(self, base: nn.Linear | nn.Conv2d, rank: int, scale: float):
+        super().__init__()
+        self.base, self.scale = base, scale
+        if isinstance(base, nn.Linear):
+            self.down = nn.Linear(base.in_features, rank, bias=False)
+            self.up = nn.Linear(rank, base.out_features, bias=False)
+        else:
+            self.down = nn.Conv2d(base.in_channels, rank, base.kernel_size, base.stride, base.padding,
+                                  base.dilation, bias=False)
+            self.up = nn.Conv2d(rank, base.out_channels, 1, bias=False)
+        nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.up.weight)
+        self.down.to(base.weight.device, base.weight.dtype)
+        self.up.to(base.weight.device, base.weight.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + self.scale * self.up(self.down(x))
+
+
+def add_lora(model: nn.Module, *, rank: int, scale: float) -> list[str]:
+    """Freeze ``model`` but its classifier, and wrap every linear and (ungrouped) convolution layer of the encoder
+    in ``LoRA``; returns the names of the wrapped layers. Batch-norm statistics are left to the caller."""
+    head = model.get_classifier()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    for parameter in head.parameters():
+        parameter.requires_grad_(True)
+    targets = [(name, module) for name, module in model.named_modules()
+               if module is not head and (isinstance(module, nn.Linear) or
+                                          isinstance(module, nn.Conv2d) and module.groups == 1)]
+    if not targets:
+        raise ValueError(f"{type(model).__name__} has no linear or convolution layer outside its head to adapt")
+    for name, module in targets:
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name), child, LoRA(module, rank, scale))
+    return [name for name, _ in targets]
+
+
+def lora_ft(model: nn.Module, benchmark: Benchmark, *, rank: int, scale: float, **ft_options
+            ) -> Iterator[EpochResult]:
+    """LoRA as a method: ``add_lora``, then ``fine_tune`` the adapters and the head. Batch norm stays frozen, as the
+    encoder changes only through its adapters."""
+    add_lora(model, rank=rank, scale=scale)
+    yield from fine_tune(model, benchmark, freeze_bn=True, **ft_options)
