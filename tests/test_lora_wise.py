@@ -55,18 +55,20 @@ def test_interpolation_hits_both_ends_exactly():
 
 
 def test_wise_curve_ends_at_the_start_and_final_models_and_keeps_the_weights(backbone, small_glyphs):
+    start = snapshot(backbone.model)
     results = list(fine_tune(backbone.model, small_glyphs, lr=0.03, epochs=2, batch_size=32, seed=0,
                              wise_alphas=(0.0, 0.5, 1.0)))
-    curve = results[-1].wise
-    assert list(curve) == [0.0, 0.5, 1.0]
+    assert list(results[-1].wise) == [0.0, 0.5, 1.0]
     assert results[0].wise is None and results[1].wise is None, "only the last epoch scores WiSE-FT"
-    for split in small_glyphs.eval_splits:
-        assert curve[0.0][split]["acc"] == results[0].splits[split]["acc"]
-        assert curve[1.0][split]["acc"] == results[-1].splits[split]["acc"]
-    final = snapshot(backbone.model)
-    wise_curve(backbone.model, results[-1].state["model"], small_glyphs, [0.3])
-    assert all(torch.equal(final[name], value) for name, value in backbone.model.state_dict().items())
     assert "wise/0.5/id_test/acc" in results[-1].flat()
+    final = snapshot(backbone.model)
+    ends = wise_curve(backbone.model, start, small_glyphs, [0.0, 1.0])  # evaluated afresh, nothing reused
+    for split in small_glyphs.eval_splits:
+        assert ends[0.0][split]["acc"] == results[0].splits[split]["acc"]
+        assert ends[1.0][split]["acc"] == results[-1].splits[split]["acc"]
+    assert all(torch.equal(final[name], value) for name, value in backbone.model.state_dict().items())
+    middle = results[-1].wise[0.5]["id_val"]["loss"]
+    assert middle not in (ends[0.0]["id_val"]["loss"], ends[1.0]["id_val"]["loss"]), "alpha 0.5 is a third model"
 
 
 @pytest.mark.parametrize("key,value,message", [

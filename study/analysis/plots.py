@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from study.analysis.report import METHOD_NAMES as NAMES  # noqa: E402
+from study.analysis.report import METHOD_NAMES as NAMES, METHOD_ORDER  # noqa: E402
 from study.analysis.selection import (OOD_AVG, per_configuration, select,  # noqa: E402
                                       selected_rows, ood_splits)
 from study.methods.metrics import ECE_BINS  # noqa: E402
@@ -138,12 +138,12 @@ def feature_change(report: dict, folder: Path) -> Path | None:
 
 def sensitivity(table: pd.DataFrame, folder: Path) -> Path | None:
     rows = []
-    for method in [m for m in COLOURS if m in set(table["method"])]:
+    for method in [m for m in METHOD_ORDER if m in set(table["method"])]:
         for pick in per_configuration(table, method):
             rows.append({"method": method, **pick.config, "epoch": pick.epoch, "id_val": pick.criterion,
                          "id_test": pick.splits["id_test"]["mean"], "ood_test_avg": pick.splits[OOD_AVG]["mean"]})
     data = pd.DataFrame(rows)
-    swept = {method: _swept(group) for method, group in data.groupby("method")} if rows else {}
+    swept = {method: _swept(data[data["method"] == method]) for method in dict.fromkeys(data.get("method", []))}
     swept = {method: name for method, name in swept.items() if name}
     if not swept:
         return None
@@ -213,14 +213,22 @@ def wise_ft(report: dict, folder: Path) -> Path | None:
     data = pd.DataFrame([{"method": method, "alpha": point["alpha"], "id_test": point["id_test"]["mean"],
                           "ood_test_avg": point[OOD_AVG]["mean"]} for method, curve in curves.items() for point in curve])
     data.to_csv(folder / "wise_ft.csv", index=False)
-    figure, axes = plt.subplots(figsize=(5.5, 4.5))
+    figure, axes = plt.subplots(figsize=(6.5, 5))
     for method, group in data.groupby("method", sort=False):
         axes.plot(group["id_test"], group["ood_test_avg"], "-o", color=COLOURS.get(method),
                   label=NAMES.get(method, method))
         for alpha, x, y in zip(group["alpha"], group["id_test"], group["ood_test_avg"]):
             axes.annotate(f"{alpha:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    # A start with a new random head (FT, LoRA) sits at chance; the axes zoom on the models that classify.
+    shown = data[data["id_test"] >= 50]
+    if not shown.empty:
+        axes.set_xlim(shown["id_test"].min() - 1, shown["id_test"].max() + 1)
+        axes.set_ylim(shown["ood_test_avg"].min() - 1, shown["ood_test_avg"].max() + 1)
+    hidden = data[data["id_test"] < 50]
+    note = f"; not shown: {len(hidden)} points below 50% ID (a new random head)" if len(hidden) else ""
     axes.set(xlabel="ID test accuracy (%)", ylabel="OOD test accuracy, average (%)",
-             title="WiSE-FT: alpha from the starting model (0) to the fine-tuned one (1)")
+             title=f"WiSE-FT, labels: alpha (0 = start, 1 = fine-tuned){note}")
+    axes.title.set_fontsize(8)
     axes.legend()
     return _save(figure, folder / "wise_ft.png")
 

@@ -141,7 +141,8 @@ def write_report(study_dir: Path, table: pd.DataFrame) -> tuple[dict, str, Path]
     folder = Path(study_dir) / REPORT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     figures = draw_all(table, report, folder)
-    text = markdown(table, report) + "\n".join(["## Figures", ""] + [f"![{path.stem}]({path.name})" for path in figures])
+    text = "\n".join([markdown(table, report).rstrip(), "", "## Figures", "",
+                      *(f"![{path.stem}]({path.name})" for path in figures)])
     (folder / "summary.json").write_text(json.dumps(report, indent=2))
     (folder / "report.md").write_text(text + "\n")
     (folder / "report.html").write_text(to_html(text, folder))

@@ -24,7 +24,7 @@ def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int,
               momentum: float = 0.9, weight_decay: float = 0.0, seed: int = 0, device="cpu",
               freeze_bn: bool = False, resume: dict | None = None, extras: dict | None = None,
               eval_batch_size: int = 512, num_workers: int = 0, reference: Features | None = None,
-              wise_alphas: Sequence[float] = ()) -> Iterator[EpochResult]:
+              wise_alphas: Sequence[float] = (), precision: str = "fp32") -> Iterator[EpochResult]:
     """Fine-tune ``model`` (its head already set) for ``epochs`` epochs, yielding one result per epoch.
 
     ``weight_decay`` is FT's L2 strength. ``freeze_bn`` keeps batch-norm layers in eval mode (LP-FT's FT stage).
@@ -32,6 +32,7 @@ def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int,
     ``reference`` (the pretrained encoder's cached features) makes every evaluation measure the feature change too.
     Only parameters that require gradients are trained (LoRA freezes the rest). With ``wise_alphas``, the last
     result also holds the WiSE-FT curve between the starting weights and the final ones (``result.wise``).
+    ``precision="bf16"`` trains under bfloat16 autocast (evaluation stays in float32, so metrics are comparable).
     """
     extras = dict(extras or {})
     rank, world = rank_and_world()
@@ -44,6 +45,7 @@ def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int,
         raise ValueError(f"batch_size {batch_size} is more than the {len(train_set)} training examples, so an epoch "
                          "has no full batch; use a smaller batch_size")
     start_weights = snapshot(model) if wise_alphas else None  # before a resume overwrites them
+    scored_ends = {}  # WiSE-FT's alpha 0 is the start and alpha 1 the final model: their scores are reused
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
     start = 0
@@ -53,8 +55,11 @@ def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int,
         schedule.load_state_dict(resume["schedule"])
         start, extras = resume["epoch"], resume.get("extras", extras)
     else:
-        yield _scored(model, benchmark, 0, None, extras, device, eval_batch_size, num_workers, reference)
+        first = _scored(model, benchmark, 0, None, extras, device, eval_batch_size, num_workers, reference)
+        scored_ends[0.0] = first.splits
+        yield first
 
+    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
     trained = data_parallel(model, device)  # the same module, whose gradients DDP averages across ranks
     for epoch in range(start + 1, epochs + 1):
         # 1. LP-FT trains with batch norm in eval mode: the pretrained running statistics stay as they are.
@@ -65,7 +70,8 @@ def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int,
         loss_sum = torch.zeros((), device=device)
         for images, labels in batches:
             images, labels = to_device(images, device), labels.to(device, non_blocking=True)
-            loss = F.cross_entropy(trained(images), labels)
+            with autocast:
+                loss = F.cross_entropy(trained(images).float(), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -76,8 +82,9 @@ def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int,
         result = _scored(model, benchmark, epoch, train_loss.item(), extras, device, eval_batch_size, num_workers,
                          reference)
         if epoch == epochs and wise_alphas:
-            result.wise = wise_curve(model, start_weights, benchmark, wise_alphas, batch_size=eval_batch_size,
-                                     device=device, num_workers=num_workers)
+            scored_ends[1.0] = result.splits
+            result.wise = wise_curve(model, start_weights, benchmark, wise_alphas, scored=scored_ends,
+                                     batch_size=eval_batch_size, device=device, num_workers=num_workers)
         result.state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "schedule": schedule.state_dict(), "epoch": epoch, "extras": extras}
         yield result

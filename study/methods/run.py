@@ -19,13 +19,13 @@ FINE_TUNING = ("ft", "lpft", "lora", "lplora")  # the methods that train the enc
 
 def run_method(method: str, hparams: dict, *, benchmark: str, backbone: str, seed: int,
                head: tuple[str, Sequence[float]] = ("l2", ()), cache_dir=None, data_root=None, weights=None, device="cpu",
-               resume: dict | None = None, num_workers: int = 0, wise_alphas: Sequence[float] = ()
-               ) -> Iterator[EpochResult]:
+               resume: dict | None = None, num_workers: int = 0, wise_alphas: Sequence[float] = (),
+               precision: str = "fp32") -> Iterator[EpochResult]:
     """Yield ``method``'s per-epoch results for one hyper-parameter setting and seed.
 
     The seed fixes the new head's initialisation and the order of the training data. ``head`` is the LP stage of
     LP-FT and LP-LoRA: ("l2", values) or ("C", values). LP's own strength is ``hparams["l2"]`` or ``hparams["C"]``.
-    LoRA's ``rank`` and ``scale`` are in ``hparams``. ``wise_alphas``: see ``fine_tune``.
+    LoRA's ``rank`` and ``scale`` are in ``hparams``. ``wise_alphas`` and ``precision``: see ``fine_tune``.
     """
     if method not in ("lp", *FINE_TUNING):
         raise KeyError(f"unknown method {method!r}")
@@ -42,7 +42,7 @@ def run_method(method: str, hparams: dict, *, benchmark: str, backbone: str, see
         yield from linear_probe(features, l2=l2, num_classes=data.num_classes, class_subsets=data.class_subsets)
         return
     common = dict(seed=seed, device=device, resume=resume, num_workers=num_workers, reference=features,
-                  wise_alphas=wise_alphas, **hparams)
+                  wise_alphas=wise_alphas, precision=precision, **hparams)
     if method == "ft":
         yield from fine_tune(encoder.model, data, **common)
     elif method == "lora":

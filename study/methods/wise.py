@@ -27,12 +27,17 @@ def interpolate(start: dict[str, torch.Tensor], end: dict[str, torch.Tensor], al
 
 
 @torch.no_grad()
-def wise_curve(model: nn.Module, start: dict[str, torch.Tensor], benchmark: Benchmark,
-               alphas: Sequence[float], **evaluation) -> dict[float, dict[str, dict[str, float]]]:
-    """``evaluate`` at every interpolation of ``start`` and ``model``'s current weights; ``model`` keeps its own."""
+def wise_curve(model: nn.Module, start: dict[str, torch.Tensor], benchmark: Benchmark, alphas: Sequence[float],
+               scored: dict[float, dict] | None = None, **evaluation) -> dict[float, dict[str, dict[str, float]]]:
+    """``evaluate`` at every interpolation of ``start`` and ``model``'s current weights; ``model`` keeps its own.
+    ``scored`` holds the results of alphas already evaluated (the two ends, which are exactly the two models)."""
+    scored = scored or {}
     end = snapshot(model)
     curve = {}
     for alpha in alphas:
+        if alpha in scored:
+            curve[alpha] = scored[alpha]
+            continue
         model.load_state_dict(interpolate(start, end, alpha))
         curve[alpha] = evaluate(model, benchmark, **evaluation)
     model.load_state_dict(end)

@@ -60,7 +60,7 @@ def report_epochs(spec: TrialSpec, study: StudyConfig, *, device, threads: float
     results = run_method(spec.method, spec.hparams, benchmark=study.benchmark, backbone=study.backbone, seed=spec.seed,
                          head=study.lpft_head, cache_dir=study.cache_dir, data_root=study.data_root,
                          weights=study.backbone_weights, device=device, resume=resume,
-                         wise_alphas=study.wise_alphas)
+                         wise_alphas=study.wise_alphas, precision=study.precision)
     try:
         for result in results:
             metrics = result.flat()
