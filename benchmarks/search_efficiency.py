@@ -1,14 +1,21 @@
-"""Search efficiency: the quickstart's full grid against the same grid under ASHA early stopping.
+"""Search efficiency: the quickstart's full grid against ASHA early stopping, and against Optuna (TPE) with ASHA.
 
-    python benchmarks/search_efficiency.py
+    python benchmarks/search_efficiency.py [--optuna-samples 8]
 
-Both run `study run search_spaces/quickstart.yaml` (the second with `search.scheduler=asha`) in a temporary results
-folder with the user's caches. Printed per method: trial-epochs spent (the sum over trials of the epochs each ran) and
-the selected ID-val accuracy (the selection criterion, mean over seeds). Goal: >= 3x fewer trial-epochs for the same
-selected accuracy (within 0.3 pp).
+Each arm runs `study run search_spaces/quickstart.yaml` in a temporary results folder with the user's caches:
+
+- ``grid``: every configuration, every epoch (FIFO);
+- ``asha``: the same grid under ASHA (``search.scheduler=asha``, ``grace_epochs=2``) on ID-val accuracy;
+- ``optuna+asha``: Optuna's TPE sampler proposes ``--optuna-samples`` configurations (a method first, then its
+  hyper-parameters from the same grids), each run for every seed, under the same ASHA.
+
+Printed per method and arm: trial-epochs spent (the sum over trials of the epochs each ran) and the selected ID-val
+accuracy (the selection criterion, mean over seeds); "-" where an arm never tried a method. Goal: >= 3x fewer
+trial-epochs for the same selected accuracy (within 0.3 pp).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -22,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run(results: str, name: str, *overrides: str) -> tuple[dict, dict]:
     command = [sys.executable, "-m", "study.cli", "run", str(ROOT / "search_spaces" / "quickstart.yaml"),
-               "--results-dir", results, "--name", name, "--no-progress", "--json", *overrides]
+               "--results-dir", results, "--name", name, "--no-progress", "--json", "--set", "wise_alphas=[]",
+               *overrides]
     report = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
     table = read_table(Path(results) / name)
     spent = table.groupby(["method", "trial_id"])["epoch"].max().groupby("method").sum().to_dict()
@@ -31,17 +39,27 @@ def run(results: str, name: str, *overrides: str) -> tuple[dict, dict]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--optuna-samples", type=int, default=8)
+    args = parser.parse_args()
+    asha = ["--set", "search.scheduler=asha", "--set", "search.grace_epochs=2"]
     with tempfile.TemporaryDirectory() as results:
-        grid = run(results, "grid")
-        asha = run(results, "asha", "--set", "search.scheduler=asha", "--set", "search.grace_epochs=2")
-    print("| method | grid: trial-epochs | grid: selected ID val | ASHA: trial-epochs | ASHA: selected ID val | "
-          "fewer trial-epochs | accuracy difference |\n|---|---|---|---|---|---|---|")
-    for method in grid[0]:
-        g_spent, g_acc, a_spent, a_acc = grid[0][method], grid[1][method], asha[0][method], asha[1][method]
-        print(f"| {method} | {g_spent} | {g_acc:.2f} | {a_spent} | {a_acc:.2f} | {g_spent / a_spent:.2f}x | "
-              f"{a_acc - g_acc:+.2f} pp |")
-    total_g, total_a = sum(grid[0].values()), sum(asha[0].values())
-    print(f"\nall methods: {total_g} vs {total_a} trial-epochs ({total_g / total_a:.2f}x fewer with ASHA)")
+        arms = {"grid": run(results, "grid"), "asha": run(results, "asha", *asha),
+                "optuna+asha": run(results, "optuna", *asha, "--set", "search.algorithm=optuna",
+                                   "--set", f"search.num_samples={args.optuna_samples}")}
+    grid_spent, grid_acc = arms["grid"]
+    print("| method | arm | trial-epochs | selected ID val | fewer trial-epochs than the grid | accuracy difference |\n"
+          "|---|---|---|---|---|---|")
+    for method in grid_spent:
+        for arm, (spent, accuracy) in arms.items():
+            if method not in spent or method not in accuracy:
+                print(f"| {method} | {arm} | - | - | - | - |")
+                continue
+            print(f"| {method} | {arm} | {spent[method]} | {accuracy[method]:.2f} | "
+                  f"{grid_spent[method] / spent[method]:.2f}x | {accuracy[method] - grid_acc[method]:+.2f} pp |")
+    total = sum(grid_spent.values())
+    for arm, (spent, _) in arms.items():
+        print(f"\n{arm}: {sum(spent.values())} trial-epochs in all ({total / sum(spent.values()):.2f}x fewer than the grid)")
 
 
 if __name__ == "__main__":

@@ -122,9 +122,11 @@ def _analysis_tables(report: dict, columns: list[str]) -> list[str]:
 
 
 def _searched(table: pd.DataFrame, method: str) -> set[str]:
-    """The hyper-parameters that take more than one value among ``method``'s trials."""
+    """The hyper-parameters that take more than one value among ``method``'s trials; if none, the first one (its
+    learning rate or L2 strength), so the table always says what was run."""
     rows = table[table["method"] == method]
-    return {column for column in rows.columns if column in hparam_columns(rows) and rows[column].nunique() > 1}
+    names = [column for column in hparam_columns(rows) if rows[column].notna().all()]
+    return {name for name in names if rows[name].nunique() > 1} or set(names[:1])
 
 
 def _short(value) -> str:
