@@ -3,7 +3,7 @@
     study run search_spaces/quickstart.yaml          run a study (Ray Tune, logged to MLflow), print its tables
     study run search_spaces/smoke.yaml --set seeds=[0,1] --name smoke2
     study resume results/quickstart                  continue a study whose driver stopped (crash, Ctrl-C, preemption)
-    study report results/quickstart                  redraw the tables from the results table, no rerun
+    study report results/quickstart                  redraw the report (tables, figures, report.html), no rerun
     study report results/quickstart --json           the same as one JSON object
 """
 from __future__ import annotations
@@ -97,18 +97,20 @@ def _mlflow_ui_command(study) -> str:
 
 
 def _report(args) -> int:
-    from study.analysis.report import write_report
-    from study.results import read_table
+    from study.config import ConfigError
+    from study.tune.runner import report_study
 
     folder = Path(args.study_dir)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such study folder; pass results/<study name> as written by `study run`")
     try:
-        table = read_table(folder)
-    except FileNotFoundError as error:
+        with _stdout_to_stderr():
+            report, text, run_id = report_study(folder)
+    except (FileNotFoundError, ConfigError) as error:
         raise UserError(str(error)) from None
-    report, text, _ = write_report(folder, table)
     print(json.dumps(report, indent=2) if args.json else text)
+    where = f"the MLflow run {run_id}" if run_id else "no MLflow run (the store holds none of this study)"
+    print(f"\nReport: {folder / 'report'}, logged to {where}", file=sys.stderr)
     return 0
 
 
@@ -147,9 +149,11 @@ def parser() -> argparse.ArgumentParser:
     resume.add_argument("--no-progress", action="store_true", help="no progress bars")
     resume.set_defaults(command=_resume)
 
-    report = commands.add_parser("report", help="redraw a study's tables from its results table",
-                                 description="Read <study dir>/results.parquet, select by ID val and by the OOD "
-                                             "oracle, print the tables (or --json). Nothing is rerun.")
+    report = commands.add_parser("report", help="redraw a study's report from its results tables",
+                                 description="Read <study dir>/results.parquet (and wise.parquet), select by ID val "
+                                             "and by the OOD oracle, write report/ (report.md, report.html, "
+                                             "summary.json, figures with their CSVs) and log it to the study's "
+                                             "MLflow parent run, print the tables (or --json). Nothing is rerun.")
     report.add_argument("study_dir", help="a study folder, e.g. results/quickstart")
     report.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     report.set_defaults(command=_report)

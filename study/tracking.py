@@ -69,6 +69,15 @@ class StudyTracker:
         local = uri.startswith("sqlite:") or uri.startswith("file:")
         return cls(uri, study.name, study.results_dir / "mlartifacts" if local else None)
 
+    @classmethod
+    def find(cls, study: StudyConfig) -> "StudyTracker | None":
+        """The tracker of a study the store already holds, its parent run open for logging; None if it holds none."""
+        if MlflowClient(tracking_uri(study)).get_experiment_by_name(study.name) is None:
+            return None
+        tracker = cls.for_study(study)
+        tracker.parent_id = tracker.existing_parent()
+        return tracker if tracker.parent_id else None
+
     def existing_parent(self) -> str | None:
         """The run id of this study's parent run, if the store already has one."""
         found = self.client.search_runs([self.experiment_id], "tags.lpft_role = 'study'", max_results=1)

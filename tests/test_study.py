@@ -1,5 +1,6 @@
 """The whole path on real components: smoke.yaml through a local Ray and a real MLflow store, then the report."""
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -95,10 +96,16 @@ def test_every_trial_has_an_mlflow_child_run_with_epoch_metrics(smoke_study):
 
 def test_report_redraws_from_the_table_without_rerunning(smoke_study):
     results, report = smoke_study
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    (parent,) = client.search_runs([client.get_experiment_by_name("smoke").experiment_id], "tags.lpft_role = 'study'")
+    logged = Path(parent.info.artifact_uri.removeprefix("file://")) / "report"
+    shutil.rmtree(logged)
     done = subprocess.run(study_command("report", results / "smoke", "--json"), capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == report
+    assert (logged / "report.html").is_file(), "`study report` logs the report to the study's MLflow parent run"
+    assert parent.info.run_id in done.stderr
     text = subprocess.run(study_command("report", results / "smoke"), capture_output=True, text=True,
                           timeout=120).stdout
     assert "| LP-FT |" in text and "Selected by OOD validation" in text

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from study.analysis.report import write_report
+from study.analysis.report import REPORT_DIR, write_report
 from study.cache import cache_root
 from study.config import StudyConfig
 from study.data import create_benchmark
@@ -193,6 +193,19 @@ def resume_study(study_dir: Path, *, progress: bool = True) -> tuple[dict, str, 
     return report, text, study
 
 
+def report_study(study_dir: Path) -> tuple[dict, str, str | None]:
+    """Redraw a study's report from its results tables and log it to the study's MLflow parent run, if the store
+    holds one. Returns the summary, the Markdown and the parent run's id (None if nothing was logged)."""
+    from study.config import load_config
+
+    report, text, folder = write_report(study_dir, read_table(study_dir))
+    config = Path(study_dir) / CONFIG_FILE
+    tracker = StudyTracker.find(absolute(load_config(config))) if config.is_file() else None
+    if tracker is not None:
+        tracker.log_artifacts(folder, REPORT_DIR)
+    return report, text, tracker.parent_id if tracker else None
+
+
 def _refuse_existing(study: StudyConfig) -> None:
     """A study name is used once per results root and storage (and MLflow store, checked once the tracker is
     open): never overwrite, never mix."""
@@ -217,6 +230,6 @@ def _fit(study: StudyConfig, tracker: StudyTracker, make_tuner) -> tuple[dict, s
             tracker.client.log_artifact(tracker.parent_id, str(study.study_dir / name))
         if status == "FINISHED":
             report, text, folder = write_report(study.study_dir, read_table(study.study_dir))
-            tracker.log_artifacts(folder, "report")
+            tracker.log_artifacts(folder, REPORT_DIR)
         tracker.end_parent(status)
     return report, text
