@@ -22,10 +22,11 @@ import numpy as np
 import pandas as pd
 
 from study.config import METHOD_PARAMS
+from study.methods.evaluation import WISE
 
 TABLE_DIR = "results.parquet"
 WISE_TABLE_DIR = "wise.parquet"
-WISE_PREFIX = "wise/"  # a report's WiSE-FT keys: wise/<alpha>/<split>/acc
+WISE_PREFIX = f"{WISE}/"  # a report's WiSE-FT keys: wise/<alpha>/<split>/acc
 METRIC_COLUMNS = {"acc": "accuracy"}
 OUTCOMES = ("running", "finished", "diverged", "failed")
 

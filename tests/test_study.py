@@ -217,7 +217,7 @@ def test_wise_ft_runs_from_the_starting_model_to_the_final_one(smoke_study):
     assert "## WiSE-FT" in (results / "smoke" / "report" / "report.md").read_text()
 
 
-def test_reliability_and_sensitivity_figures_come_from_the_table(smoke_study):
+def test_reliability_sensitivity_and_error_figures_come_from_the_table(smoke_study):
     results, report = smoke_study
     table, folder = read_table(results / "smoke"), results / "smoke" / "report"
     bins = pd.read_csv(folder / "reliability.csv")
@@ -234,6 +234,12 @@ def test_reliability_and_sensitivity_figures_come_from_the_table(smoke_study):
     for _, point in lp.iterrows():
         row = table[(table["method"] == "lp") & (table["l2"] == point["l2"]) & (table["split"] == "id_val")]
         assert point["id_val"] == pytest.approx(row["accuracy"].item())
+    errors = pd.read_csv(folder / "error_per_epoch.csv")
+    assert set(errors["method"]) == set(report["chosen"]["id_val"])
+    for _, point in errors.iterrows():
+        trials = report["chosen"]["id_val"][point["method"]]["trial_ids"]
+        rows = table[table["trial_id"].isin(trials) & (table["epoch"] == point["epoch"]) & (table["split"] == "id_test")]
+        assert point["id_test_error"] == pytest.approx(100 - rows["accuracy"].mean())
 
 
 def split_labels(table: pd.DataFrame, split: str) -> pd.Series:
@@ -241,3 +247,14 @@ def split_labels(table: pd.DataFrame, split: str) -> pd.Series:
     from study.data import create_benchmark
 
     return create_benchmark("glyphs").splits[split].labels
+
+
+def test_an_optuna_study_samples_its_space_and_runs_every_proposal_per_seed(tmp_path, cache_dir):
+    report = run_study_cli("smoke.yaml", tmp_path, "--name", "sampled", "--set", "search.algorithm=optuna",
+                           "--set", "search.num_samples=2", "--set", "seeds=[0,1]",
+                           "--set", "methods={lp: {l2: {loguniform: [1.0e-4, 1.0e-2]}}}")
+    assert report["trials"] == {"total": 4, "finished": 4, "diverged": 0, "failed": 0}
+    table = read_table(tmp_path / "sampled")
+    per_seed = table.groupby("l2")["seed"].apply(lambda seeds: sorted(set(seeds)))
+    assert len(per_seed) == 2 and all(seeds == [0, 1] for seeds in per_seed), "each proposal runs once per seed"
+    assert all(1e-4 <= l2 <= 1e-2 for l2 in per_seed.index)

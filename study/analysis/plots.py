@@ -81,22 +81,34 @@ def _per_epoch(table: pd.DataFrame, report: dict, part: str) -> pd.DataFrame:
     return pd.concat(curves, ignore_index=True)
 
 
+def _id_and_ood_curves(data: pd.DataFrame, columns: tuple[str, str]):
+    """Two panels (ID, OOD) of one line per method over epochs (a dashed level for a one-epoch method, LP);
+    returns the figure and its axes."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    for method, group in data.groupby("method", sort=False):
+        for axis, column in zip(axes, columns):
+            style = dict(color=COLOURS.get(method), label=NAMES.get(method, method))
+            if len(group) == 1:
+                axis.axhline(group[column].item(), linestyle="--", **style)
+            else:
+                axis.plot(group["epoch"], group[column], marker="o", **style)
+    axes[0].legend()
+    return figure, axes
+
+
 def accuracy_per_epoch(table: pd.DataFrame, report: dict, folder: Path) -> Path:
     data = _per_epoch(table, report, "val")
     data.to_csv(folder / "accuracy_per_epoch.csv", index=False)
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    figure, axes = _id_and_ood_curves(data, ("id_val", "ood_val_avg"))
     for method, group in data.groupby("method"):
-        for axis, column in zip(axes, ("id_val", "ood_val_avg")):
-            axis.plot(group["epoch"], group[column], marker="o", color=COLOURS.get(method),
-                      label=NAMES.get(method, method))
-            for rule, style in (("id_val", "-"), ("ood_oracle", ":")):
-                epoch = report["chosen"][rule].get(method, {}).get("epoch")
-                if epoch is not None and group["epoch"].nunique() > 1:
+        for rule, style in (("id_val", "-"), ("ood_oracle", ":")):
+            epoch = report["chosen"][rule].get(method, {}).get("epoch")
+            if epoch is not None and group["epoch"].nunique() > 1:
+                for axis in axes:
                     axis.axvline(epoch, color=COLOURS.get(method), linestyle=style, alpha=0.6)
     axes[0].set(title="ID val", xlabel="epoch", ylabel="accuracy (%)")
     axes[1].set(title="OOD val average", xlabel="epoch")
     figure.suptitle("Selected configurations; lines: epoch picked by ID val (solid) and by the oracle (dotted)")
-    axes[0].legend()
     return _save(figure, folder / "accuracy_per_epoch.png")
 
 
@@ -104,15 +116,10 @@ def error_per_epoch(table: pd.DataFrame, report: dict, folder: Path) -> Path:
     data = _per_epoch(table, report, "test")
     data = data.assign(id_test_error=100 - data["id_test"], ood_test_error=100 - data["ood_test_avg"])
     data.to_csv(folder / "error_per_epoch.csv", index=False)
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
-    for method, group in data.groupby("method"):
-        for axis, column in zip(axes, ("id_test_error", "ood_test_error")):
-            axis.plot(group["epoch"], group[column], marker="o", color=COLOURS.get(method),
-                      label=NAMES.get(method, method))
+    figure, axes = _id_and_ood_curves(data, ("id_test_error", "ood_test_error"))
     axes[0].set(title="ID test", xlabel="epoch", ylabel="error (%, log scale)", yscale="log")
     axes[1].set(title="OOD test average", xlabel="epoch", yscale="log")
     figure.suptitle("Test error per epoch of the configurations selected by ID val (mean over seeds)")
-    axes[0].legend()
     return _save(figure, folder / "error_per_epoch.png")
 
 

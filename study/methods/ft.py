@@ -46,7 +46,8 @@ def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int,
                          "has no full batch; use a smaller batch_size")
     start_weights = snapshot(model) if wise_alphas else None  # before a resume overwrites them
     scored_ends = {}  # WiSE-FT's alpha 0 is the start and alpha 1 the final model: their scores are reused
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum, weight_decay=weight_decay)
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.SGD(trainable, lr=lr, momentum=momentum, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
     start = 0
     if resume is not None:

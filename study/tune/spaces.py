@@ -50,20 +50,23 @@ class TrialSpec:
         return cls(method, hparams, seed)
 
 
-def optuna_space(study: StudyConfig):
-    """A define-by-run Optuna space: pick a method, then sample only that method's hyper-parameters."""
-    def define(trial) -> dict:
-        method = trial.suggest_categorical("method", list(study.methods))
+class OptunaSpace:
+    """A define-by-run Optuna space: pick a method, then sample only that method's hyper-parameters. A class, not a
+    closure: Tune pickles the searcher, and this space with it, into every experiment checkpoint."""
+
+    def __init__(self, study: StudyConfig):
+        self.methods = study.methods
+
+    def __call__(self, trial) -> dict:
+        method = trial.suggest_categorical("method", list(self.methods))
         constants = {}
-        for name, param in study.methods[method].items():
+        for name, param in self.methods[method].items():
             key = f"{method}.{name}"
             if param.kind == "fixed":
                 constants[key] = param.values[0]
             else:
                 _suggest(trial, key, param)
         return constants
-
-    return define
 
 
 def _suggest(trial, key: str, param: Param):
@@ -86,7 +89,7 @@ def build_search(study: StudyConfig):
 
     sampler = (optuna.samplers.RandomSampler(seed=0) if study.search.algorithm == "random"
                else optuna.samplers.TPESampler(seed=0))
-    searcher = OptunaSearch(space=optuna_space(study), metric=SEARCH_METRIC, mode=SEARCH_MODE, sampler=sampler)
+    searcher = OptunaSearch(space=OptunaSpace(study), metric=SEARCH_METRIC, mode=SEARCH_MODE, sampler=sampler)
     repeats = len(study.seeds)
     return {}, Repeater(searcher, repeat=repeats, set_index=True), study.search.num_samples * repeats
 
