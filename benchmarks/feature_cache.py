@@ -1,7 +1,7 @@
 """The feature cache: every trial of a study reads the pretrained encoder's features (LP's inputs, LP-FT's LP stage,
 FT's distortion reference), extracted once per (backbone, data set, transform).
 
-    python benchmarks/feature_cache.py          # the quickstart's 30 trials on the embedded benchmark
+    python benchmarks/feature_cache.py          # the quickstart's trials on the embedded benchmark
 
 Times one extraction and one cache read in a fresh cache folder, counts the cache files the study's trials would use
 (one), and prints the time the cache saves against extracting in every trial.
