@@ -19,6 +19,11 @@ def test_accuracy_ece_brier_and_nll_by_hand():
     assert metrics["brier"] == pytest.approx((0.02 + 1.62 + 0.32 + 0.32) / 4)
     assert metrics["loss"] == pytest.approx(-(math.log(0.9) + math.log(0.1) + 2 * math.log(0.6)) / 4)
     assert "feature_change" not in metrics
+    # the reliability bins (15 equal-width): 0.6 falls in bin 9, 0.9 in bin 13; counts, confidence sums, correct counts
+    count, confidence, correct = (metrics["reliability"][i * 15:(i + 1) * 15] for i in range(3))
+    assert [count[9], count[13], sum(count)] == [2, 2, 4]
+    assert [confidence[9], confidence[13]] == pytest.approx([1.2, 1.8])
+    assert [correct[9], correct[13]] == [2, 1]
 
 
 def test_feature_change_and_batches_add_up():
@@ -30,4 +35,5 @@ def test_feature_change_and_batches_add_up():
     assert metrics["feature_change"] == pytest.approx(1.0)  # ||2f - f||^2 / ||f||^2
     assert metrics["feature_cosine"] == pytest.approx(0.0, abs=1e-12)  # same directions
     whole = score(PROBABILITIES.log(), LABELS)
+    assert metrics.pop("reliability") == pytest.approx(whole.pop("reliability"))
     assert {k: metrics[k] for k in whole} == pytest.approx(whole)
