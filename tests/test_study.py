@@ -248,13 +248,3 @@ def split_labels(table: pd.DataFrame, split: str) -> pd.Series:
 
     return create_benchmark("glyphs").splits[split].labels
 
-
-def test_an_optuna_study_samples_its_space_and_runs_every_proposal_per_seed(tmp_path, cache_dir):
-    report = run_study_cli("smoke.yaml", tmp_path, "--name", "sampled", "--set", "search.algorithm=optuna",
-                           "--set", "search.num_samples=2", "--set", "seeds=[0,1]",
-                           "--set", "methods={lp: {l2: {loguniform: [1.0e-4, 1.0e-2]}}}")
-    assert report["trials"] == {"total": 4, "finished": 4, "diverged": 0, "failed": 0}
-    table = read_table(tmp_path / "sampled")
-    per_seed = table.groupby("l2")["seed"].apply(lambda seeds: sorted(set(seeds)))
-    assert len(per_seed) == 2 and all(seeds == [0, 1] for seeds in per_seed), "each proposal runs once per seed"
-    assert all(1e-4 <= l2 <= 1e-2 for l2 in per_seed.index)

@@ -126,14 +126,15 @@ def _max_concurrent_trials(study: StudyConfig) -> int | None:
 
 def build_tuner(study: StudyConfig, callbacks: list):
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
+
+    from study.tune.asha import PerMethodASHA
 
     param_space, search_alg, num_samples = build_search(study)
     scheduler = None
     if study.search.scheduler == "asha":
         max_epochs = max((v for p in study.methods.values() if "epochs" in p for v in p["epochs"].values), default=1)
-        scheduler = ASHAScheduler(time_attr="epoch", metric=SEARCH_METRIC, mode=SEARCH_MODE, max_t=max_epochs,
-                                  grace_period=study.search.grace_epochs)
+        scheduler = PerMethodASHA(study.seeds, time_attr="epoch", metric=SEARCH_METRIC, mode=SEARCH_MODE,
+                                  max_t=max_epochs, grace_period=study.search.grace_epochs)
     return tune.Tuner(
         _trainable(study),
         param_space=param_space,
