@@ -59,7 +59,8 @@ def main() -> None:
                   f"{grid_spent[method] / spent[method]:.2f}x | {accuracy[method] - grid_acc[method]:+.2f} pp |")
     total = sum(grid_spent.values())
     for arm, (spent, _) in arms.items():
-        print(f"\n{arm}: {sum(spent.values())} trial-epochs in all ({total / sum(spent.values()):.2f}x fewer than the grid)")
+        used = sum(spent.values())
+        print(f"\n{arm}: {used} trial-epochs in all ({total / used:.2f}x fewer than the grid)")
 
 
 if __name__ == "__main__":

@@ -224,7 +224,8 @@ def test_reliability_sensitivity_and_error_figures_come_from_the_table(smoke_stu
     for method, chosen in report["chosen"]["id_val"].items():
         rows = table[table["trial_id"].isin(chosen["trial_ids"]) & (table["epoch"] == chosen["epoch"])]
         for scaled, metric in ((False, "ece"), (True, "ece_ts")):
-            ours = bins[(bins["method"] == method) & (bins["inputs"] == "ID test") & (bins["temperature_scaled"] == scaled)]
+            ours = bins[(bins["method"] == method) & (bins["inputs"] == "ID test")
+                        & (bins["temperature_scaled"] == scaled)]
             assert ours["count"].sum() == len(split_labels(table, "id_test"))
             ece = (ours["count"] * (ours["accuracy"] - ours["confidence"]).abs()).sum() / ours["count"].sum()
             assert ece == pytest.approx(rows[rows["split"] == "id_test"][metric].item(), abs=1e-6)
@@ -238,7 +239,8 @@ def test_reliability_sensitivity_and_error_figures_come_from_the_table(smoke_stu
     assert set(errors["method"]) == set(report["chosen"]["id_val"])
     for _, point in errors.iterrows():
         trials = report["chosen"]["id_val"][point["method"]]["trial_ids"]
-        rows = table[table["trial_id"].isin(trials) & (table["epoch"] == point["epoch"]) & (table["split"] == "id_test")]
+        rows = table[table["trial_id"].isin(trials) & (table["epoch"] == point["epoch"])
+                     & (table["split"] == "id_test")]
         assert point["id_test_error"] == pytest.approx(100 - rows["accuracy"].mean())
 
 

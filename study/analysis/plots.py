@@ -25,8 +25,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from study.analysis.report import METHOD_NAMES as NAMES, METHOD_ORDER  # noqa: E402
-from study.analysis.selection import (OOD_AVG, per_configuration, select,  # noqa: E402
-                                      selected_rows, ood_splits)
+from study.analysis.selection import OOD_AVG, ood_splits, per_configuration, selected_rows  # noqa: E402
 from study.methods.metrics import ECE_BINS  # noqa: E402
 
 COLOURS = {"lp": "tab:blue", "ft": "tab:red", "lpft": "tab:green", "lora": "tab:orange", "lplora": "tab:purple"}
@@ -176,38 +175,44 @@ def _swept(group: pd.DataFrame) -> str | None:
     return name if name and counts[name] > 1 else None
 
 
+def _reliability_bins(table: pd.DataFrame, report: dict) -> pd.DataFrame:
+    """Per selected model, inputs (ID test, OOD tests pooled) and temperature scaling: each non-empty bin's count,
+    mean confidence and accuracy (%), the seeds' bins summed."""
+    groups = (("ID test", ["id_test"]), ("OOD test (pooled)", ood_splits(table, "test")))
+    rows = []
+    for method, pick in report["chosen"]["id_val"].items():
+        chosen = selected_rows(table, pick["trial_ids"], pick["epoch"])
+        for inputs, splits in groups:
+            for column, scaled in (("reliability", False), ("reliability_ts", True)):
+                sums = np.stack(chosen[chosen["split"].isin(splits)][column].to_list()).sum(0)
+                count, confidence, correct = sums.reshape(3, ECE_BINS)
+                rows += [{"method": method, "inputs": inputs, "temperature_scaled": scaled, "bin": index,
+                          "count": count[index], "confidence": 100 * confidence[index] / count[index],
+                          "accuracy": 100 * correct[index] / count[index]} for index in np.flatnonzero(count)]
+    return pd.DataFrame(rows)
+
+
 def reliability(table: pd.DataFrame, report: dict, folder: Path) -> Path | None:
     if "reliability" not in table.columns:
         return None
-    tests = ood_splits(table, "test")
-    rows = []
-    for method in report["chosen"]["id_val"]:
-        chosen = selected_rows(select(table, method, "id_val"), table)
-        for group, splits in (("ID test", ["id_test"]), ("OOD test (pooled)", tests)):
-            for column, scaled in (("reliability", False), ("reliability_ts", True)):
-                bins = np.stack(chosen[chosen["split"].isin(splits)][column].to_list()).sum(0).reshape(3, ECE_BINS)
-                count, confidence, correct = bins
-                for index in np.flatnonzero(count):
-                    rows.append({"method": method, "inputs": group, "temperature_scaled": scaled, "bin": index,
-                                 "count": count[index], "confidence": 100 * confidence[index] / count[index],
-                                 "accuracy": 100 * correct[index] / count[index]})
-    data = pd.DataFrame(rows)
+    data = _reliability_bins(table, report)
     data.to_csv(folder / "reliability.csv", index=False)
     methods = list(report["chosen"]["id_val"])
     figure, axes = plt.subplots(2, len(methods), figsize=(3.2 * len(methods), 6.4), squeeze=False, sharex=True,
                                 sharey=True)
     for column, method in enumerate(methods):
-        for row, group in enumerate(("ID test", "OOD test (pooled)")):
+        for row, inputs in enumerate(("ID test", "OOD test (pooled)")):
             axis = axes[row][column]
             axis.plot([0, 100], [0, 100], color="grey", linewidth=0.8)
             for scaled, style in ((False, "-o"), (True, "--s")):
-                part = data[(data["method"] == method) & (data["inputs"] == group) & (data["temperature_scaled"] == scaled)]
+                part = data[(data["method"] == method) & (data["inputs"] == inputs)
+                            & (data["temperature_scaled"] == scaled)]
                 axis.plot(part["confidence"], part["accuracy"], style, markersize=3, color=COLOURS.get(method),
                           label="temperature-scaled" if scaled else "as trained")
-            axis.set(title=f"{NAMES.get(method, method)}: {group}", xlim=(0, 100), ylim=(0, 100))
+            axis.set(title=f"{NAMES.get(method, method)}: {inputs}", xlim=(0, 100), ylim=(0, 100))
         axes[1][column].set_xlabel("confidence (%)")
-    axes[0][0].set_ylabel("accuracy (%)")
-    axes[1][0].set_ylabel("accuracy (%)")
+    for row in axes:
+        row[0].set_ylabel("accuracy (%)")
     axes[0][0].legend(fontsize=7)
     figure.suptitle("Reliability diagrams of the models selected by ID val (15 bins, seeds pooled)")
     return _save(figure, folder / "reliability.png")
@@ -218,7 +223,8 @@ def wise_ft(report: dict, folder: Path) -> Path | None:
     if not curves:
         return None
     data = pd.DataFrame([{"method": method, "alpha": point["alpha"], "id_test": point["id_test"]["mean"],
-                          "ood_test_avg": point[OOD_AVG]["mean"]} for method, curve in curves.items() for point in curve])
+                          "ood_test_avg": point[OOD_AVG]["mean"]}
+                         for method, curve in curves.items() for point in curve])
     data.to_csv(folder / "wise_ft.csv", index=False)
     figure, axes = plt.subplots(figsize=(6.5, 5))
     for method, group in data.groupby("method", sort=False):

@@ -64,9 +64,9 @@ def select(table: pd.DataFrame, method: str, rule: str = "id_val") -> Selection 
                      trial_ids=tuple(chosen.index.get_level_values("trial_id")))
 
 
-def selected_rows(selection: Selection, table: pd.DataFrame) -> pd.DataFrame:
+def selected_rows(table: pd.DataFrame, trial_ids, epoch: int) -> pd.DataFrame:
     """The table's rows of a selection: its trials (one per seed) at its epoch."""
-    return table[table["trial_id"].isin(selection.trial_ids) & (table["epoch"] == selection.epoch)]
+    return table[table["trial_id"].isin(trial_ids) & (table["epoch"] == epoch)]
 
 
 def metric_of(selection: Selection, table: pd.DataFrame, metric: str) -> dict[str, dict[str, float]] | None:
@@ -74,7 +74,8 @@ def metric_of(selection: Selection, table: pd.DataFrame, metric: str) -> dict[st
     its accuracy (mean, std, n over seeds per test split and the OOD average); None where the method has none."""
     if metric not in table.columns:
         return None
-    wide = selected_rows(selection, table).pivot_table(index="seed", columns="split", values=metric)
+    rows = selected_rows(table, selection.trial_ids, selection.epoch)
+    wide = rows.pivot_table(index="seed", columns="split", values=metric)
     if not {"id_test", *ood_splits(table, "test")} <= set(wide.columns):
         return None
     return _summary(wide, table)

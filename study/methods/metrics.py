@@ -4,9 +4,9 @@
 - calibration: ``ece`` (%, 15 equal-width confidence bins) and ``brier`` (mean squared error of the probabilities),
   and the bins themselves for reliability diagrams: ``reliability``, 45 sums (15 counts, then 15 confidence sums,
   then 15 correct counts), which add up across seeds and splits;
-- the same four after temperature scaling (``loss_ts``, ``ece_ts``, ``brier_ts``, ``reliability_ts``): one temperature, fitted on ID
-  val by minimising its NLL, divides the logits of every split (Tomihari & Sato 2024: LP-FT's large head norm
-  costs calibration, and this restores it); ID val's row also holds the ``temperature``;
+- the same four after temperature scaling (``loss_ts``, ``ece_ts``, ``brier_ts``, ``reliability_ts``): one
+  temperature, fitted on ID val by minimising its NLL, divides the logits of every split (Tomihari & Sato 2024:
+  LP-FT's large head norm costs calibration, and this restores it); ID val's row also holds the ``temperature``;
 - feature distortion (Kumar et al. 2022), where the pretrained encoder's features of the same images are given:
   ``feature_change``, the mean squared change of the features relative to their mean squared norm,
   sum ||f - f0||^2 / sum ||f0||^2, and ``feature_cosine``, the mean cosine distance 1 - cos(f, f0).
