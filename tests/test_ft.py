@@ -78,3 +78,9 @@ def test_lpft_keeps_batch_norm_statistics(cache_dir, backbone, small_glyphs):
     assert results[-1].epoch == 1
     assert torch.equal(bn.running_mean, running_mean), "batch-norm statistics must stay the pretrained ones"
     assert not torch.equal(conv.weight, weights), "the encoder itself must still be fine-tuned"
+
+
+def test_ft_trains_under_bf16_autocast_and_scores_in_float32(backbone, small_glyphs):
+    results = list(fine_tune(backbone.model, small_glyphs, lr=0.03, epochs=2, batch_size=32, precision="bf16"))
+    assert math.isfinite(results[-1].train_loss) and results[-1].train_loss < results[1].train_loss
+    assert all(p.dtype == torch.float32 for p in backbone.model.parameters()), "autocast leaves the weights in fp32"
