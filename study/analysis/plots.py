@@ -24,8 +24,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from study.analysis.report import METHOD_NAMES as NAMES, METHOD_ORDER  # noqa: E402
+from study.analysis.report import METHOD_NAMES as NAMES  # noqa: E402
 from study.analysis.selection import OOD_AVG, ood_splits, per_configuration, selected_rows  # noqa: E402
+from study.config import METHODS  # noqa: E402
 from study.methods.metrics import ECE_BINS  # noqa: E402
 
 COLOURS = {"lp": "tab:blue", "ft": "tab:red", "lpft": "tab:green", "lora": "tab:orange", "lplora": "tab:purple"}
@@ -144,7 +145,7 @@ def feature_change(report: dict, folder: Path) -> Path | None:
 
 def sensitivity(table: pd.DataFrame, folder: Path) -> Path | None:
     rows = []
-    for method in [m for m in METHOD_ORDER if m in set(table["method"])]:
+    for method in [m for m in METHODS if m in set(table["method"])]:
         for pick in per_configuration(table, method):
             rows.append({"method": method, **pick.config, "epoch": pick.epoch, "id_val": pick.criterion,
                          "id_test": pick.splits["id_test"]["mean"], "ood_test_avg": pick.splits[OOD_AVG]["mean"]})

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 
 from study.analysis.selection import OOD_AVG, RULES, Selection, metric_of, ood_splits, select, wise_of
+from study.config import METHODS
 from study.results import hparam_columns, read_wise_table
 
-METHOD_ORDER = ("lp", "ft", "lpft", "lora", "lplora")
 METHOD_NAMES = {"lp": "LP", "ft": "FT", "lpft": "LP-FT", "lora": "LoRA", "lplora": "LP-LoRA"}
 RULE_TITLES = {"id_val": "Selected by ID validation (the paper's rule)",
                "ood_oracle": "Selected by OOD validation (the oracle ablation)"}
@@ -32,7 +32,7 @@ def trial_counts(table: pd.DataFrame) -> dict[str, int]:
 
 
 def selections(table: pd.DataFrame) -> dict[str, dict[str, Selection]]:
-    methods = [m for m in METHOD_ORDER if m in set(table["method"])]
+    methods = [m for m in METHODS if m in set(table["method"])]
     methods += sorted(set(table["method"]) - set(methods))
     out = {}
     for rule in RULES:

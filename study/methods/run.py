@@ -5,6 +5,7 @@ from typing import Iterator, Sequence
 
 import torch
 
+from study.config import METHODS
 from study.data import create_benchmark
 from study.methods.evaluation import EpochResult
 from study.methods.features import cached_features
@@ -14,7 +15,7 @@ from study.methods.lp import linear_probe, to_l2
 from study.methods.lpft import lp_ft
 from study.models import create_backbone
 
-FINE_TUNING = ("ft", "lpft", "lora", "lplora")  # the methods that train the encoder, through ``fine_tune``
+FINE_TUNING = tuple(method for method in METHODS if method != "lp")  # those that train the encoder: ``fine_tune``
 
 
 def run_method(method: str, hparams: dict, *, benchmark: str, backbone: str, seed: int,
@@ -27,7 +28,7 @@ def run_method(method: str, hparams: dict, *, benchmark: str, backbone: str, see
     LP-FT and LP-LoRA: ("l2", values) or ("C", values). LP's own strength is ``hparams["l2"]`` or ``hparams["C"]``.
     LoRA's ``rank`` and ``scale`` are in ``hparams``. ``wise_alphas`` and ``precision``: see ``fine_tune``.
     """
-    if method not in ("lp", *FINE_TUNING):
+    if method not in METHODS:
         raise KeyError(f"unknown method {method!r}")
     if method == "lp" and resume is not None:  # LP has a single epoch: a checkpoint means it already reported
         return
