@@ -30,16 +30,16 @@ def content_hash(*parts) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def cached(path: Path, compute: Callable[[], object]):
-    """Load ``path`` (a ``torch.save`` file), or compute, save and return its content if it is absent."""
+def cached(path: Path, compute: Callable[[], object], *, load: bool = True):
+    """Load ``path`` (a ``torch.save`` file), or compute, save and return its content if it is absent. With
+    ``load=False`` the file is only made sure of (and None returned): a big entry is not read back for nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        return torch.load(path, weights_only=True)
-    with FileLock(str(path) + ".lock"):
-        if path.exists():  # another process finished it while we waited
-            return torch.load(path, weights_only=True)
-        value = compute()
-        partial = path.with_name(path.name + f".{os.getpid()}.partial")
-        torch.save(value, partial)
-        os.replace(partial, path)
-        return value
+    if not path.exists():
+        with FileLock(str(path) + ".lock"):
+            if not path.exists():  # else another process finished it while we waited
+                value = compute()
+                partial = path.with_name(path.name + f".{os.getpid()}.partial")
+                torch.save(value, partial)
+                os.replace(partial, path)
+                return value if load else None
+    return torch.load(path, weights_only=True) if load else None

@@ -80,7 +80,8 @@ class ResourcesConfig:
     FT and LP-FT trials run ``workers_per_trial`` data-parallel workers (DDP inside a Ray Train ``TorchTrainer``
     when more than one, each trial in its own PACK placement group), each with ``cpus_per_worker`` and
     ``gpus_per_worker``. LP trials are one process on cached features: ``lp_cpus`` and ``lp_gpus`` (fractions let
-    several share a GPU).
+    several share a GPU). ``loader_workers`` is each worker's number of DataLoader processes; -1: chosen by the
+    data (all its CPUs but one for files and arrays, none for in-memory tensors).
     """
 
     workers_per_trial: int = 1
@@ -89,6 +90,7 @@ class ResourcesConfig:
     lp_cpus: float = 1.0
     lp_gpus: float = 0.0
     max_concurrent_trials: int = 0
+    loader_workers: int = -1
 
     def of_trial(self, method: str) -> tuple[int, float, float]:
         """(workers, CPUs per worker, GPUs per worker) of one trial of ``method``."""
@@ -131,6 +133,15 @@ class StudyConfig:
     def to_dict(self) -> dict:
         """The resolved configuration, as YAML-able plain data (what the study ran with)."""
         return copy.deepcopy(self.raw)
+
+    @property
+    def lp_grid(self) -> tuple[str, tuple[float, ...]]:
+        """("l2" or "C", values) of LP's grid, which LP trials solve as one path; no values where LP is sampled."""
+        params = self.methods.get("lp", {})
+        for kind in ("C", "l2"):
+            if kind in params and not params[kind].is_sampled:
+                return kind, params[kind].values
+        return "l2", ()
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] = (), **settings) -> StudyConfig:
@@ -297,6 +308,8 @@ def _parse_resources(raw: Any, check: _Checker) -> ResourcesConfig:
         check.problems.append(f"resources.gpus_per_worker: {resources.gpus_per_worker} is a fraction, but DDP "
                               "workers need whole GPUs (two ranks on one GPU fail in NCCL); use 1, or "
                               "workers_per_trial: 1 to share GPUs between trials")
+    if resources.loader_workers < -1:
+        check.problems.append("resources.loader_workers: must be -1 (chosen by the data) or 0 or more")
     if resources.lp_gpus > 1:
         check.problems.append("resources.lp_gpus: an LP trial is one process; use at most 1 (fractions share a GPU)")
     return resources

@@ -120,9 +120,11 @@ class StudyTracker:
         history = self.client.get_metric_history(run_id, "id_val/acc")
         return max((metric.step for metric in history), default=-1)
 
-    def log_epoch(self, run_id: str, metrics: dict[str, float], epoch: int, timestamp_ms: int) -> None:
+    def log_epoch(self, run_id: str, metrics: dict[str, float], epoch: int, timestamp_ms: int,
+                  tags: dict[str, str] | None = None) -> None:
         self.client.log_batch(run_id, metrics=[Metric(key, float(value), timestamp_ms, epoch)
-                                               for key, value in metrics.items()])
+                                               for key, value in metrics.items()],
+                              tags=[RunTag(key, value) for key, value in (tags or {}).items()])
 
     def end_child(self, run_id: str, outcome: str) -> None:
         self.client.log_batch(run_id, tags=[RunTag("outcome", outcome)])

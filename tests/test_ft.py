@@ -4,13 +4,14 @@ import math
 import pytest
 import torch
 
-from study.methods import Diverged, cached_features, fine_tune, lp_ft
+from conftest import features_of, make_backbone, pipeline
+from study.methods import Diverged, best_fit, fine_tune, fit_path, lp_ft
 from study.methods.metrics import score
-from study.methods.lp import best_head, lp_sweep
 
 
 def test_ft_lowers_training_loss(backbone, small_glyphs):
-    results = list(fine_tune(backbone.model, small_glyphs, lr=0.03, epochs=3, batch_size=32, seed=0))
+    results = list(fine_tune(backbone.model, pipeline(small_glyphs, backbone), lr=0.03, epochs=3, batch_size=32,
+                             seed=0))
     assert [r.epoch for r in results] == [0, 1, 2, 3]
     losses = [r.train_loss for r in results[1:]]
     assert losses[-1] < losses[0]
@@ -18,12 +19,11 @@ def test_ft_lowers_training_loss(backbone, small_glyphs):
 
 
 def test_ft_is_deterministic_and_resumes_where_it_stopped(cache_dir, small_glyphs):
-    from tests.conftest import make_backbone
-
     def run(resume=None, stop_after=None):
-        model = make_backbone(cache_dir, small_glyphs.num_classes).model
+        backbone = make_backbone(cache_dir, small_glyphs.num_classes)
         out = []
-        for result in fine_tune(model, small_glyphs, lr=0.03, epochs=3, batch_size=32, seed=1, resume=resume):
+        for result in fine_tune(backbone.model, pipeline(small_glyphs, backbone), lr=0.03, epochs=3, batch_size=32,
+                                seed=1, resume=resume):
             out.append(result)
             if result.epoch == stop_after:
                 return out, {k: v for k, v in result.state.items()}
@@ -49,38 +49,40 @@ def _clone(tree):
 
 def test_ft_raises_diverged_on_nan_loss(backbone, small_glyphs):
     with pytest.raises(Diverged) as error:
-        list(fine_tune(backbone.model, small_glyphs, lr=1e6, epochs=2, batch_size=32))
+        list(fine_tune(backbone.model, pipeline(small_glyphs, backbone), lr=1e6, epochs=2, batch_size=32))
     assert error.value.epoch == 1
     assert not math.isfinite(error.value.loss)
 
 
 def test_lpft_starts_at_the_lp_heads_accuracy(cache_dir, backbone, glyphs):
-    features = cached_features(backbone, glyphs, cache_dir=cache_dir)
+    file, features = features_of(glyphs, "glyphnet", cache_dir)
     l2_values = [1e-4, 1e-3, 1e-2]
-    best_l2, head = best_head(features, lp_sweep(features, l2_values, glyphs.num_classes))
-    start = next(lp_ft(backbone.model, glyphs, features, head_l2=l2_values, lr=1e-3, epochs=1))
+    best = best_fit(features, fit_path(features, l2_values, glyphs.num_classes))
+    start = next(lp_ft(backbone.model, pipeline(glyphs, backbone), features, head_l2=l2_values, features_file=file,
+                       lr=1e-3, epochs=1))
     assert start.epoch == 0
-    assert start.extras["lp_l2"] == best_l2
+    assert start.extras["lp_l2"] == best.l2
     for split in glyphs.eval_splits:
         x, y = features[split]
         # The same head on the same features, computed once as a matmul and once through the network's layer:
         # float rounding may flip an image lying on a decision boundary, and no more than one.
         one_image = 100 / len(y)
-        assert start.splits[split]["acc"] == pytest.approx(score(head.logits(x), y)["acc"], abs=one_image), split
+        assert start.splits[split]["acc"] == pytest.approx(score(best.head.logits(x), y)["acc"], abs=one_image), split
 
 
 def test_lpft_keeps_batch_norm_statistics(cache_dir, backbone, small_glyphs):
-    features = cached_features(backbone, small_glyphs, cache_dir=cache_dir)
+    _, features = features_of(small_glyphs, "glyphnet", cache_dir)
     bn, conv = backbone.model.bn1, backbone.model.conv1
     running_mean, weights = bn.running_mean.clone(), conv.weight.detach().clone()
-    results = list(lp_ft(backbone.model, small_glyphs, features, head_l2=[1e-3], lr=1e-2, epochs=1,
-                         batch_size=32))
+    results = list(lp_ft(backbone.model, pipeline(small_glyphs, backbone), features, head_l2=[1e-3], lr=1e-2,
+                         epochs=1, batch_size=32))
     assert results[-1].epoch == 1
     assert torch.equal(bn.running_mean, running_mean), "batch-norm statistics must stay the pretrained ones"
     assert not torch.equal(conv.weight, weights), "the encoder itself must still be fine-tuned"
 
 
 def test_ft_trains_under_bf16_autocast_and_scores_in_float32(backbone, small_glyphs):
-    results = list(fine_tune(backbone.model, small_glyphs, lr=0.03, epochs=2, batch_size=32, precision="bf16"))
+    results = list(fine_tune(backbone.model, pipeline(small_glyphs, backbone), lr=0.03, epochs=2, batch_size=32,
+                             precision="bf16"))
     assert math.isfinite(results[-1].train_loss) and results[-1].train_loss < results[1].train_loss
     assert all(p.dtype == torch.float32 for p in backbone.model.parameters()), "autocast leaves the weights in fp32"

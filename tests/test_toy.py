@@ -2,16 +2,16 @@
 checked numerically."""
 import pytest
 
+from conftest import run_trial
 from study.data.toy import ToyWorld
 from study.methods import EpochResult
-from study.methods.run import run_method
 from study.models import create_backbone
 
 TOY = dict(benchmark="toy-linear", backbone="toy-linear", seed=0, head=("l2", (1e-4,)))
 
 
 def final(method: str, lr: float, cache_dir) -> EpochResult:
-    *_, last = run_method(method, {"lr": lr, "epochs": 20}, cache_dir=cache_dir, **TOY)
+    *_, last = run_trial(method, {"lr": lr, "epochs": 20}, cache_dir=cache_dir, **TOY)
     return last
 
 
@@ -31,5 +31,5 @@ def test_fine_tuning_loses_more_ood_accuracy_than_lp_ft(lr, cache_dir):
     dynamics leave it: at lr 0.1, LP-FT's large LP head pushes B hard and LP-FT falls behind FT OOD (46 vs 58 %)."""
     ft, lpft = final("ft", lr, cache_dir), final("lpft", lr, cache_dir)
     assert ft.splits["offsubspace_test"]["acc"] < lpft.splits["offsubspace_test"]["acc"]
-    (lp,) = run_method("lp", {"l2": 1e-4}, cache_dir=cache_dir, **TOY)
+    (lp,) = run_trial("lp", {"l2": 1e-4}, cache_dir=cache_dir, **TOY)
     assert lpft.splits["offsubspace_test"]["acc"] <= lp.splits["offsubspace_test"]["acc"] + 1.0

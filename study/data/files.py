@@ -12,8 +12,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode, decode_image, read_file
 
 from study.cache import content_hash
 
@@ -43,17 +43,28 @@ def require(path: Path, what: str, source: str) -> Path:
 
 
 class ImageFiles(Dataset):
-    """Images read from files (converted to RGB: ImageNet holds grayscale, CMYK and RGBA JPEGs)."""
+    """Images read from files as uint8 tensors [3, H, W], then ``transform``-ed.
 
-    def __init__(self, paths: Sequence[Path], labels: Sequence[int], transform: Callable | None = None):
-        self.paths, self.labels, self.transform = list(paths), torch.as_tensor(labels, dtype=torch.long), transform
+    Decoded by torchvision (libjpeg-turbo, PNG by content, whatever the suffix), always to RGB: ImageNet holds
+    grayscale, CMYK and RGBA JPEGs. Measured against PIL on 500x375 JPEGs at 224 px, decoding and transforming
+    uint8 tensors this way is 1.5-1.8x faster per core (``benchmarks/input_pipeline.py``). Paths are kept as
+    strings: a million of them pickle to the workers quickly.
+    """
+
+    def __init__(self, paths: Sequence[str | Path], labels: Sequence[int], transform: Callable | None = None):
+        self.paths, self.labels, self.transform = [str(p) for p in paths], torch.as_tensor(labels, dtype=torch.long), transform
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int):
-        with Image.open(self.paths[index]) as image:
-            image = image.convert("RGB")
+        path = self.paths[index]
+        try:
+            image = decode_image(read_file(path), mode=ImageReadMode.RGB)
+        except RuntimeError as error:  # torchvision's message: "function, source file:line, what is wrong"
+            reason = str(error).split(", ", 2)[-1].split(". ")[0]
+            raise DataError(f"{path}: not a readable image ({reason}); replace it with the file from the data set's "
+                            "original release") from None
         return (self.transform(image) if self.transform else image), self.labels[index]
 
     def subset(self, indices: Sequence[int]) -> "ImageFiles":
@@ -61,7 +72,7 @@ class ImageFiles(Dataset):
 
 
 class ImageArrays(Dataset):
-    """Images held in memory as one uint8 array [N, H, W, 3] (CIFAR, STL-10), served as PIL images."""
+    """Images held in memory as one uint8 array [N, H, W, 3] (CIFAR, STL-10), served as uint8 tensors [3, H, W]."""
 
     def __init__(self, images: np.ndarray, labels: Sequence[int], transform: Callable | None = None):
         self.images, self.labels, self.transform = images, torch.as_tensor(labels, dtype=torch.long), transform
@@ -70,7 +81,7 @@ class ImageArrays(Dataset):
         return len(self.labels)
 
     def __getitem__(self, index: int):
-        image = Image.fromarray(self.images[index])
+        image = torch.from_numpy(self.images[index]).permute(2, 0, 1)
         return (self.transform(image) if self.transform else image), self.labels[index]
 
     def subset(self, indices: Sequence[int]) -> "ImageArrays":

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from study.data import ID_VAL, Benchmark, loader
+from study.data import ID_VAL, Pipeline
 from study.methods.distributed import rank_and_world
 from study.methods.metrics import SplitMeter, fit_temperature, scaled
 
@@ -65,21 +65,16 @@ def restrict(logits: torch.Tensor, classes: tuple[int, ...] | None) -> torch.Ten
     return logits + mask
 
 
-def to_device(images: torch.Tensor, device) -> torch.Tensor:
-    """Image batches go channels-last: convolutions run ~1.5x faster that way on CPU, and use tensor cores on GPU."""
-    memory_format = torch.channels_last if images.dim() == 4 else torch.contiguous_format
-    return images.to(device, memory_format=memory_format, non_blocking=True)
-
-
 def prepare_model(model: nn.Module, device) -> nn.Module:
-    """Move ``model`` to ``device`` in the memory format ``to_device`` gives its inputs."""
+    """Move ``model`` to ``device``, channels-last as the pipeline's image batches: convolutions run ~1.5x faster
+    that way on CPU, and use tensor cores on GPU."""
     return model.to(device, memory_format=torch.channels_last)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, benchmark: Benchmark, *, batch_size: int = 512, device="cpu", num_workers: int = 0,
+def evaluate(model: nn.Module, data: Pipeline, *, batch_size: int = 512,
              reference: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, dict[str, float]]:
-    """Score ``model`` on every evaluation split of ``benchmark`` (model left in eval mode); see ``metrics``.
+    """Score ``model`` on every evaluation split of ``data``'s benchmark (model left in eval mode); see ``metrics``.
 
     ``reference`` holds the pretrained encoder's features of each split (the LP feature cache): with it, the
     change of the features is measured too. With several ranks each scores its share of a split and the sums are
@@ -87,17 +82,16 @@ def evaluate(model: nn.Module, benchmark: Benchmark, *, batch_size: int = 512, d
     """
     model.eval()
     rank, world = rank_and_world()
-    head = model.get_classifier()
+    head, benchmark, device = model.get_classifier(), data.benchmark, data.device
     results, temperature = {}, None
     for split in [ID_VAL, *(name for name in benchmark.eval_splits if name != ID_VAL)]:  # ID val fits the temperature
         meter, calibrated, kept = SplitMeter(device), SplitMeter(device), []
         before = reference[split][0][rank::world] if reference and split in reference else None
         seen = 0
-        for images, labels in loader(benchmark.splits[split], batch_size, num_workers=num_workers, shard=(rank, world)):
-            images, labels = to_device(images, device), labels.to(device, non_blocking=True)
+        for images, labels in data.split(split, batch_size=batch_size):
             features = model.forward_head(model.forward_features(images), pre_logits=True)
             logits = restrict(head(features).float(), benchmark.class_subsets.get(split))
-            pretrained = None if before is None else before[seen:seen + len(labels)].to(device)
+            pretrained = None if before is None else before[seen:seen + len(labels)].to(device, non_blocking=True)
             meter.update(logits, labels, features.float(), pretrained)
             if temperature is None:
                 kept.append((logits, labels))

@@ -1,41 +1,89 @@
-"""Frozen-backbone features, extracted once per (backbone, benchmark, transform) and cached on disk."""
+"""Frozen-backbone features, extracted once per (backbone, benchmark, transform) into the cache.
+
+A study extracts them once, before its trials, where the accelerators are (``study.tune.prepare``); every trial
+then reads the file, memory-mapped, so a trial that only needs the evaluation splits never reads the train split.
+"""
 from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from study.cache import cache_root, cached, content_hash
-from study.data import Benchmark, loader
-from study.methods.evaluation import prepare_model, to_device
-from study.models import Backbone, features
+from study.data import Benchmark, Pipeline
+from study.methods.evaluation import prepare_model
+from study.models import Backbone, create_backbone, features
 
 Features = dict[str, tuple[torch.Tensor, torch.Tensor]]  # split -> (features [N, D] float32, labels [N])
 
 
+class FeaturesMissing(FileNotFoundError):
+    """A trial found no features where the study extracted them (one line: the file and the fix)."""
+
+
 @torch.no_grad()
-def extract(backbone: Backbone, benchmark: Benchmark, *, batch_size: int = 512, device="cpu",
-            progress: bool = False) -> Features:
-    """Penultimate features of every split, with the backbone in eval mode."""
-    model = prepare_model(backbone.model, device).eval()
+def extract(backbone: Backbone, data: Pipeline, *, batch_size: int = 512, progress: bool = False) -> Features:
+    """Penultimate features of every split of ``data``'s benchmark, with the backbone in eval mode on ``data``'s
+    device."""
+    model = prepare_model(backbone.model, data.device).eval()
+    splits = data.benchmark.splits
     out = {}
-    for split, dataset in tqdm(benchmark.splits.items(), desc="extracting features", disable=not progress):
-        chunks, labels = [], []
-        for images, targets in loader(dataset, batch_size):
-            chunks.append(features(model, to_device(images, device)).float().cpu())
-            labels.append(targets)
-        out[split] = (torch.cat(chunks), torch.cat(labels))
+    with tqdm(total=sum(len(s) for s in splits.values()), desc="extracting features", unit="img",
+              disable=not progress) as bar:
+        for split in splits:
+            chunks, labels = [], []
+            for images, targets in data.split(split, batch_size=batch_size):
+                chunks.append(features(model, images).float().cpu())
+                labels.append(targets.cpu())
+                bar.update(len(targets))
+            out[split] = (torch.cat(chunks), torch.cat(labels))
     return out
 
 
-def feature_key(backbone: Backbone, benchmark: Benchmark) -> str:
-    return content_hash("features", backbone.fingerprint, benchmark.fingerprint, repr(backbone.transform),
-                        "channels_last")
+def feature_file(backbone: Backbone, benchmark: Benchmark, cache_dir=None) -> Path:
+    """Where the features of ``backbone`` on ``benchmark`` (with its current transform) are cached."""
+    key = content_hash("features", backbone.fingerprint, benchmark.fingerprint, repr(backbone.transform),
+                       repr(backbone.normalize), "channels_last")
+    return cache_root(cache_dir) / "features" / f"{backbone.name}-{benchmark.name}-{key}.pt"
 
 
-def cached_features(backbone: Backbone, benchmark: Benchmark, *, cache_dir=None, device="cpu",
-                    progress: bool = False) -> Features:
-    """``extract``, computed by the first caller and read from the cache by every later one."""
-    path = cache_root(cache_dir) / "features" / f"{backbone.name}-{benchmark.name}-{feature_key(backbone, benchmark)}.pt"
-    stored = cached(path, lambda: {split: {"x": x, "y": y} for split, (x, y) in
-                                   extract(backbone, benchmark, device=device, progress=progress).items()})
+def cached_features(backbone: Backbone, benchmark: Benchmark, *, cache_dir=None, device="cpu", num_workers: int = 0,
+                    progress: bool = False) -> Path:
+    """``extract`` into the cache, unless the features are there already; returns their file."""
+    file = feature_file(backbone, benchmark, cache_dir)
+
+    def compute():
+        data = Pipeline(benchmark, device=device, normalize=backbone.normalize, num_workers=num_workers)
+        return {split: {"x": x, "y": y} for split, (x, y) in extract(backbone, data, progress=progress).items()}
+
+    cached(file, compute, load=False)
+    return file
+
+
+def prepare_features(benchmark: Benchmark, backbone: str, *, cache_dir=None, weights=None, device="cpu",
+                     num_workers: int = 0, progress: bool = False) -> dict:
+    """A study's one extraction: build (pretrain, where it is the embedded one) ``backbone`` and cache its features
+    of ``benchmark``. Returns where they are and what they were made from: {"file", "fingerprints", "extracted"
+    (False: they were cached already), "seconds", "device"}."""
+    start = time.perf_counter()
+    encoder = create_backbone(backbone, num_classes=benchmark.num_classes, cache_dir=cache_dir, progress=progress,
+                              weights=weights)
+    benchmark.set_transform(encoder.transform)
+    file = feature_file(encoder, benchmark, cache_dir)
+    extracted = not file.exists()
+    cached_features(encoder, benchmark, cache_dir=cache_dir, device=device, num_workers=num_workers, progress=progress)
+    return {"file": str(file), "fingerprints": {"benchmark": benchmark.fingerprint, "backbone": encoder.fingerprint},
+            "extracted": extracted, "seconds": round(time.perf_counter() - start, 2), "device": str(device)}
+
+
+def load_features(file: str | os.PathLike) -> Features:
+    """The features a study extracted, memory-mapped: only what a trial touches is read."""
+    try:
+        stored = torch.load(file, mmap=True, weights_only=True)
+    except FileNotFoundError:
+        raise FeaturesMissing(f"{file}: the study's features are not on this node; on a cluster of several nodes, "
+                              "set cache_dir (or $LPFT_CACHE_DIR) to a folder every node mounts") from None
     return {split: (value["x"], value["y"]) for split, value in stored.items()}

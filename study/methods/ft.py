@@ -7,25 +7,27 @@ every global batch of ``batch_size`` examples and scores its share of every spli
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from study.data import TRAIN, Benchmark, loader
+from study.data import TRAIN, Pipeline
 from study.methods.distributed import all_reduce_sum, data_parallel, rank_and_world
-from study.methods.evaluation import EpochResult, check_finite, evaluate, prepare_model, to_device
+from study.methods.evaluation import EpochResult, check_finite, evaluate, prepare_model
 from study.methods.features import Features
 from study.methods.wise import snapshot, wise_curve
 
 
-def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int, batch_size: int = 64,
-              momentum: float = 0.9, weight_decay: float = 0.0, seed: int = 0, device="cpu",
-              freeze_bn: bool = False, resume: dict | None = None, extras: dict | None = None,
-              eval_batch_size: int = 512, num_workers: int = 0, reference: Features | None = None,
-              wise_alphas: Sequence[float] = (), precision: str = "fp32") -> Iterator[EpochResult]:
-    """Fine-tune ``model`` (its head already set) for ``epochs`` epochs, yielding one result per epoch.
+def fine_tune(model: nn.Module, data: Pipeline, *, lr: float, epochs: int, batch_size: int = 64,
+              momentum: float = 0.9, weight_decay: float = 0.0, seed: int = 0, freeze_bn: bool = False,
+              resume: dict | None = None, extras: dict | None = None, eval_batch_size: int = 512,
+              reference: Features | None = None, wise_alphas: Sequence[float] = (),
+              precision: str = "fp32") -> Iterator[EpochResult]:
+    """Fine-tune ``model`` (its head already set) for ``epochs`` epochs on ``data`` (its device, its workers),
+    yielding one result per epoch.
 
     ``weight_decay`` is FT's L2 strength. ``freeze_bn`` keeps batch-norm layers in eval mode (LP-FT's FT stage).
     ``resume`` is the ``state`` of an earlier result: training continues after that epoch, as if never stopped.
@@ -38,12 +40,13 @@ def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int,
     rank, world = rank_and_world()
     if batch_size % world:
         raise ValueError(f"batch_size {batch_size} must be a multiple of the {world} data-parallel workers")
+    device = data.device
     prepare_model(model, device)
-    train_set = benchmark.splits[TRAIN]
-    steps_per_epoch = len(train_set) // batch_size
+    steps_per_epoch = len(data.benchmark.splits[TRAIN]) // batch_size
     if steps_per_epoch == 0:
-        raise ValueError(f"batch_size {batch_size} is more than the {len(train_set)} training examples, so an epoch "
-                         "has no full batch; use a smaller batch_size")
+        raise ValueError(f"batch_size {batch_size} is more than the {len(data.benchmark.splits[TRAIN])} training "
+                         "examples, so an epoch has no full batch; use a smaller batch_size")
+    score = partial(_scored, model, data, batch_size=eval_batch_size, reference=reference)
     start_weights = snapshot(model) if wise_alphas else None  # before a resume overwrites them
     scored_ends = {}  # WiSE-FT's alpha 0 is the start and alpha 1 the final model: their scores are reused
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
@@ -56,21 +59,19 @@ def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int,
         schedule.load_state_dict(resume["schedule"])
         start, extras = resume["epoch"], resume.get("extras", extras)
     else:
-        first = _scored(model, benchmark, 0, None, extras, device, eval_batch_size, num_workers, reference)
+        first = score(0, None, extras)
         scored_ends[0.0] = first.splits
         yield first
 
-    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     trained = data_parallel(model, device)  # the same module, whose gradients DDP averages across ranks
     for epoch in range(start + 1, epochs + 1):
         # 1. LP-FT trains with batch norm in eval mode: the pretrained running statistics stay as they are.
         trained.train(not freeze_bn)
-        # 2. The shuffle is seeded per epoch, so a resumed trial sees the batches an uninterrupted one would.
-        batches = loader(train_set, batch_size // world, shuffle=True, seed=seed * 100_003 + epoch, drop_last=True,
-                         num_workers=num_workers, shard=(rank, world))
+        # 2. The shuffle (and every augmentation) is seeded per epoch, so a resumed trial sees the batches an
+        #    uninterrupted one would.
         loss_sum = torch.zeros((), device=device)
-        for images, labels in batches:
-            images, labels = to_device(images, device), labels.to(device, non_blocking=True)
+        for images, labels in data.train(batch_size=batch_size // world, seed=seed * 100_003 + epoch):
             with autocast:
                 loss = F.cross_entropy(trained(images).float(), labels)
             optimizer.zero_grad(set_to_none=True)
@@ -80,19 +81,17 @@ def fine_tune(model: nn.Module, benchmark: Benchmark, *, lr: float, epochs: int,
             loss_sum += loss.detach()
         train_loss = all_reduce_sum(loss_sum) / (steps_per_epoch * world)
         check_finite(train_loss, epoch)  # one sync per epoch; a NaN stays NaN through the sum
-        result = _scored(model, benchmark, epoch, train_loss.item(), extras, device, eval_batch_size, num_workers,
-                         reference)
+        result = score(epoch, train_loss.item(), extras)
         if epoch == epochs and wise_alphas:
             scored_ends[1.0] = result.splits
-            result.wise = wise_curve(model, start_weights, benchmark, wise_alphas, scored=scored_ends,
-                                     batch_size=eval_batch_size, device=device, num_workers=num_workers)
+            result.wise = wise_curve(model, start_weights, data, wise_alphas, scored=scored_ends,
+                                     batch_size=eval_batch_size)
         result.state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "schedule": schedule.state_dict(), "epoch": epoch, "extras": extras}
         yield result
 
 
-def _scored(model, benchmark, epoch, train_loss, extras, device, batch_size, num_workers, reference) -> EpochResult:
-    splits = evaluate(model, benchmark, batch_size=batch_size, device=device, num_workers=num_workers,
-                      reference=reference)
+def _scored(model, data, epoch, train_loss, extras, *, batch_size, reference) -> EpochResult:
+    splits = evaluate(model, data, batch_size=batch_size, reference=reference)
     head_norm = model.get_classifier().weight.norm().item()
     return EpochResult(epoch=epoch, splits=splits, train_loss=train_loss, extras={**extras, "head_norm": head_norm})

@@ -17,7 +17,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from study.data import Benchmark
+from study.data import Pipeline
 from study.methods.evaluation import EpochResult
 from study.methods.ft import fine_tune
 
@@ -63,9 +63,9 @@ def add_lora(model: nn.Module, *, rank: int, scale: float) -> list[str]:
     return [name for name, _ in targets]
 
 
-def lora_ft(model: nn.Module, benchmark: Benchmark, *, rank: int, scale: float, **ft_options
+def lora_ft(model: nn.Module, data: Pipeline, *, rank: int, scale: float, **ft_options
             ) -> Iterator[EpochResult]:
     """LoRA as a method: ``add_lora``, then ``fine_tune`` the adapters and the head. Batch norm stays frozen, as the
     encoder changes only through its adapters."""
     add_lora(model, rank=rank, scale=scale)
-    yield from fine_tune(model, benchmark, freeze_bn=True, **ft_options)
+    yield from fine_tune(model, data, freeze_bn=True, **ft_options)

@@ -1,26 +1,43 @@
 """Linear probing: L2-regularised multinomial logistic regression on frozen, cached features.
 
 The paper fits sklearn's ``LogisticRegression(lbfgs)`` on features scaled by one scalar mean and std of the train
-features. This is the same model solved in torch with full-batch L-BFGS:
+features, along 50 values of C from strong to weak regularisation. This is the same model,
 
     minimise  mean_i CE(W x_i + b, y_i) + l2/2 * ||W||^2     (the bias is not penalised)
 
-which is sklearn's objective with ``C = 1 / (l2 * n_train)``. Solving a sweep of L2 values from strong to weak,
-each warm-started from the last, costs little more than one solve.
+which is sklearn's objective with ``C = 1 / (l2 * n_train)``, solved in torch on the features' device:
+
+1. The features are also centred per dimension. The unpenalised bias absorbs any shift, so the solution is the
+   same, but W and b no longer pull against each other.
+2. L-BFGS starts every iteration from a preconditioner, the inverse of ``kappa * Sigma + l2 * I`` for W (Sigma
+   the features' covariance, eigendecomposed once per path; kappa the softmax's curvature at the starting point)
+   and ``1 / kappa`` for b. That is the Hessian's shape up to the class coupling, so the steps are well scaled at
+   every strength: weak strengths, where plain L-BFGS (sklearn's) needs hundreds of iterations, take tens.
+3. A path over many strengths is solved once, strong to weak, each warm-started from the last (``fit_path``);
+   ``cached_path`` stores it, so every trial and seed that asks for the same path reads it instead.
 """
 from __future__ import annotations
 
+import os
+from collections import deque
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from study.cache import cached, content_hash
 from study.data import ID_VAL, TRAIN
 from study.methods.evaluation import EpochResult, check_finite, restrict
-from study.methods.metrics import score, score_splits
 from study.methods.features import Features
+from study.methods.metrics import score, score_splits
+
+# The solver's settings (part of every cached path's key): a solve stops when the largest gradient entry is at most
+# ``tolerance`` (sklearn's default criterion) and the preconditioned step is at most ``step`` times |θ| (so strongly
+# regularised heads, which are small, are solved as precisely as weak ones), or after ``max_iter`` iterations.
+# L-BFGS keeps ``memory`` curvature pairs.
+SOLVER = {"version": 2, "tolerance": 1e-4, "step": 1e-3, "max_iter": 500, "memory": 10}
 
 
 @dataclass
@@ -45,25 +62,19 @@ class LinearHead:
             classifier.bias.copy_(self.bias)
 
 
-def fit_logistic_regression(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float, *,
-                            init: tuple[torch.Tensor, torch.Tensor] | None = None, max_iter: int = 1000,
-                            tolerance: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
-    """Minimise mean CE + l2/2 ||W||^2 over (W, b) by L-BFGS; returns (W [C, D], b [C])."""
-    weight = torch.zeros(num_classes, x.shape[1], dtype=x.dtype) if init is None else init[0].clone()
-    bias = torch.zeros(num_classes, dtype=x.dtype) if init is None else init[1].clone()
-    weight.requires_grad_(True)
-    bias.requires_grad_(True)
-    optimizer = torch.optim.LBFGS([weight, bias], lr=1, max_iter=max_iter, tolerance_grad=tolerance,
-                                  tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
+@dataclass
+class ProbeFit:
+    """One point of an LP path: the strength, the head, its mean train cross-entropy and the L-BFGS iterations."""
 
-    def objective():
-        optimizer.zero_grad()
-        loss = F.cross_entropy(x @ weight.T + bias, y) + 0.5 * l2 * weight.pow(2).sum()
-        loss.backward()
-        return loss
+    l2: float
+    head: LinearHead
+    train_loss: float
+    iterations: int
 
-    optimizer.step(objective)
-    return weight.detach(), bias.detach()
+
+def scalar_standardizer(train_features: torch.Tensor) -> tuple[float, float]:
+    """One mean and one std over all train feature entries, as the paper's LP scales its features."""
+    return train_features.mean().item(), train_features.std().item()
 
 
 def to_l2(kind: str, values: Sequence[float], features: Features) -> list[float]:
@@ -74,48 +85,214 @@ def to_l2(kind: str, values: Sequence[float], features: Features) -> list[float]
     return [1.0 / (c * n) for c in values]
 
 
-def scalar_standardizer(train_features: torch.Tensor) -> tuple[float, float]:
-    """One mean and one std over all train feature entries, as the paper's LP scales its features."""
-    return train_features.mean().item(), train_features.std().item()
+class _Objective:
+    """The LP objective over θ = (W flattened, b), on train features standardised, centred and rotated into the
+    eigenbasis of their covariance, where the preconditioner is diagonal."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, num_classes: int, *, device):
+        _, self.std = scalar_standardizer(x)
+        self.center = x.mean(0).to(device)
+        chunks = [((chunk.to(device) - self.center) / self.std) for chunk in x.split(_CHUNK)]
+        covariance = sum(chunk.T.double() @ chunk.double() for chunk in chunks) / len(y)
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+        self.eigenvalues, self.rotation = eigenvalues.clamp(min=0).float(), eigenvectors.float()
+        self.x = torch.cat([chunk @ self.rotation for chunk in chunks])
+        self.y, self.classes, self.dim = y.to(device), num_classes, x.shape[1]
+
+    def split(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return theta[:-self.classes].view(self.classes, self.dim), theta[-self.classes:]
+
+    def __call__(self, theta: torch.Tensor, l2: float) -> tuple[float, float, torch.Tensor, float]:
+        """(objective, mean train CE, gradient, softmax curvature), a chunk of rows at a time.
+
+        The logits are float32 matrix products; the softmax and the sums are float64. Strongly regularised heads
+        have logits near 0, where the cross-entropy is log(C) plus a change in its seventh digit: float32 would
+        round that change away, and the line search would wander."""
+        weight, bias = self.split(theta)
+        cross_entropy, curvature = 0.0, 0.0
+        gradient_weight, gradient_bias = l2 * weight, torch.zeros_like(bias)
+        for x, y in zip(self.x.split(_CHUNK), self.y.split(_CHUNK)):
+            logits = torch.addmm(bias, x, weight.T).double()
+            log_norm = logits.logsumexp(1, keepdim=True)
+            rows = torch.arange(len(y), device=y.device)
+            cross_entropy += (log_norm.squeeze(1) - logits[rows, y]).sum().item()
+            residual = (logits - log_norm).exp_()  # probabilities, then minus the one-hot labels
+            curvature += (residual * (1 - residual)).sum().item()
+            residual[rows, y] -= 1
+            residual = residual.float() / len(self.y)
+            gradient_weight += residual.T @ x
+            gradient_bias += residual.sum(0)
+        cross_entropy /= len(self.y)
+        objective = cross_entropy + 0.5 * l2 * weight.double().pow(2).sum().item()
+        curvature = max(curvature / (len(self.y) * self.classes), 1e-6)
+        gradient = torch.cat([gradient_weight.flatten(), gradient_bias])
+        return objective, cross_entropy, gradient, curvature
+
+    def preconditioner(self, l2: float, curvature: float) -> torch.Tensor:
+        """The diagonal of M^-1, M = kappa * Sigma + l2 * I for W and kappa for b (kappa: ``curvature``)."""
+        weight = (1.0 / (curvature * self.eigenvalues + l2)).repeat(self.classes)
+        return torch.cat([weight, torch.full((self.classes,), 1.0 / curvature, device=weight.device)])
+
+    def head(self, theta: torch.Tensor) -> LinearHead:
+        """θ back in the raw features' coordinates: rotated back, the standardisation folded in."""
+        weight, bias = self.split(theta)
+        weight = weight @ self.rotation.T / self.std
+        return LinearHead(weight, bias - weight @ self.center)
 
 
-def _to_raw(weight: torch.Tensor, bias: torch.Tensor, mean: float, std: float) -> LinearHead:
-    """Fold the scalar standardisation into the head, so it applies to raw features."""
-    return LinearHead(weight / std, bias - weight.sum(1) * mean / std)
+_CHUNK = 65_536  # rows per chunk: the features are standardised, and the logits made, a chunk at a time
 
 
-def lp_sweep(features: Features, l2_values: Sequence[float], num_classes: int, *,
-             max_iter: int = 1000) -> list[tuple[float, LinearHead]]:
-    """Fit one head per L2 value, from the strongest to the weakest, each warm-started from the previous."""
+class _LBFGS:
+    """Preconditioned L-BFGS with a backtracking (Armijo) line search from step 1, along a path of strengths.
+
+    From one strength to the next, the curvature pairs carry over, corrected for the change of the penalty (exact:
+    the penalty is quadratic), and the solve starts from the linear extrapolation of the last two solutions when
+    that is lower than the last one. A solve stops when it has converged (``SOLVER``), or when no step lowers the
+    objective any more (as far as float32 features allow).
+    """
+
+    def __init__(self, objective: _Objective):
+        self.objective, self.history = objective, deque(maxlen=SOLVER["memory"])
+        self.theta = torch.zeros(objective.classes * (objective.dim + 1), device=objective.x.device)
+        self.previous, self.cross_entropy, self.l2 = None, None, None
+
+    def solve(self, l2: float) -> tuple[torch.Tensor, float, int]:
+        """(θ at the minimum for ``l2``, the mean train CE there, iterations), from where the last solve ended."""
+        self._carry_over(l2)
+        theta, value, gradient, curvature = self._start(l2)
+        iteration = 0
+        for iteration in range(SOLVER["max_iter"]):
+            precondition = self.objective.preconditioner(l2, curvature)  # the softmax's curvature where θ is now
+            if self._converged(theta, precondition * gradient, gradient):
+                break
+            direction = -self._two_loop(gradient, precondition)
+            slope = (gradient @ direction).item()
+            if slope >= 0:  # rounding spoiled the curvature pairs: restart from the preconditioned gradient
+                self.history.clear()
+                direction = -precondition * gradient
+                slope = (gradient @ direction).item()
+            step, new = 1.0, self.objective(theta + direction, l2)
+            while new[0] > value + 1e-4 * step * slope and step > 1e-3:
+                step /= 2
+                new = self.objective(theta + step * direction, l2)
+            if new[0] >= value:
+                break
+            change, turn = step * direction, new[2] - gradient
+            if (change @ turn).item() > 0:
+                self.history.append((change, turn))
+            theta, (value, self.cross_entropy, gradient, curvature) = theta + change, new
+        self.previous, self.theta = self.theta, theta
+        return theta, self.cross_entropy, iteration
+
+    def _converged(self, theta: torch.Tensor, step: torch.Tensor, gradient: torch.Tensor) -> bool:
+        """sklearn's test, and the preconditioned (Newton-like) ``step`` small next to W and b, each on its own."""
+        if gradient.abs().max().item() > SOLVER["tolerance"]:
+            return False
+        return all(change.norm() <= SOLVER["step"] * value.norm()
+                   for change, value in zip(self.objective.split(step), self.objective.split(theta)))
+
+    def _start(self, l2: float):
+        """(θ, objective, gradient, curvature) at the better of the last solution and the extrapolated one."""
+        if self.previous is not None:
+            guess = 2 * self.theta - self.previous
+            weight, _ = self.objective.split(self.theta)
+            value, cross_entropy, gradient, curvature = self.objective(guess, l2)
+            if value < self.cross_entropy + 0.5 * l2 * weight.double().pow(2).sum().item():  # the last one's value
+                self.cross_entropy = cross_entropy
+                return guess, value, gradient, curvature
+        value, self.cross_entropy, gradient, curvature = self.objective(self.theta, l2)
+        return self.theta, value, gradient, curvature
+
+    def _carry_over(self, l2: float) -> None:
+        if self.l2 is not None and self.history:
+            penalised = torch.ones_like(self.history[0][0])
+            penalised[-self.objective.classes:] = 0  # the bias is not penalised
+            pairs = [(change, turn + (l2 - self.l2) * change * penalised) for change, turn in self.history]
+            self.history = deque(((c, t) for c, t in pairs if (c @ t).item() > 0), maxlen=SOLVER["memory"])
+        self.l2 = l2
+
+    def _two_loop(self, gradient: torch.Tensor, precondition: torch.Tensor) -> torch.Tensor:
+        """The L-BFGS inverse-Hessian estimate times ``gradient``, its initial matrix the scaled preconditioner."""
+        q, alphas = gradient.clone(), []
+        for change, turn in reversed(self.history):
+            alpha = (change @ q) / (change @ turn)
+            alphas.append(alpha)
+            q -= alpha * turn
+        r = precondition * q
+        if self.history:
+            change, turn = self.history[-1]
+            r *= (change @ turn) / (turn @ (precondition * turn))
+        for (change, turn), alpha in zip(self.history, reversed(alphas)):
+            r += (alpha - (turn @ r) / (change @ turn)) * change
+        return r
+
+
+def fit_path(features: Features, l2_values: Sequence[float], num_classes: int, *, device="cpu") -> list[ProbeFit]:
+    """One head per L2 value, from the strongest to the weakest, each warm-started from the previous, on
+    ``device``."""
     x, y = features[TRAIN]
-    mean, std = scalar_standardizer(x)
-    scaled = (x - mean) / std
-    heads, init = [], None
+    objective = _Objective(x, y, num_classes, device=device)
+    solver, path = _LBFGS(objective), []
     for l2 in sorted(l2_values, reverse=True):
-        init = fit_logistic_regression(scaled, y, num_classes, l2, init=init, max_iter=max_iter)
-        heads.append((l2, _to_raw(*init, mean, std)))
-    return heads
+        theta, train_loss, iterations = solver.solve(l2)
+        path.append(ProbeFit(l2, objective.head(theta), train_loss, iterations))
+    return path
 
 
-def best_head(features: Features, sweep: list[tuple[float, LinearHead]]) -> tuple[float, LinearHead]:
-    """The first maximum of ID-val accuracy along the sweep (strong to weak L2), as the paper picks it."""
+def cached_path(features: Features, l2_values: Sequence[float], num_classes: int, *,
+                features_file: str | os.PathLike | None = None, device="cpu") -> list[ProbeFit]:
+    """``fit_path``, computed once per (features, strengths) by whichever trial asks first, on its device, and read
+    by every later one (other strengths of the same grid, other seeds, LP-FT's LP stage). The path is cached beside
+    ``features_file``, the cache file ``features`` were read from (None: not cached)."""
+    if features_file is None:
+        return fit_path(features, l2_values, num_classes, device=device)
+
+    def compute():
+        path = fit_path(features, l2_values, num_classes, device=device)
+        return {"l2": [fit.l2 for fit in path], "train_loss": [fit.train_loss for fit in path],
+                "iterations": [fit.iterations for fit in path],
+                "weight": torch.stack([fit.head.weight for fit in path]).cpu(),
+                "bias": torch.stack([fit.head.bias for fit in path]).cpu()}
+
+    stored = cached(path_file(features_file, l2_values), compute)
+    return [ProbeFit(l2, LinearHead(stored["weight"][k].to(device), stored["bias"][k].to(device)),
+                     stored["train_loss"][k], stored["iterations"][k]) for k, l2 in enumerate(stored["l2"])]
+
+
+def path_file(features_file: str | os.PathLike, l2_values: Sequence[float]) -> Path:
+    """Where the LP path over ``l2_values`` on the features in ``features_file`` is cached (beside them)."""
+    key = content_hash("lp-path", sorted(l2_values, reverse=True), SOLVER)
+    features_file = Path(features_file)
+    return features_file.with_name(f"{features_file.stem}-lp-{key}.pt")
+
+
+def best_fit(features: Features, path: list[ProbeFit]) -> ProbeFit:
+    """The first maximum of ID-val accuracy along the path (strong to weak L2), as the paper picks it."""
     x, y = features[ID_VAL]
-    accuracies = [score(head.logits(x), y)["acc"] for _, head in sweep]
-    return sweep[accuracies.index(max(accuracies))]
+    accuracies = [score(fit.head.logits(x.to(fit.head.weight.device)), y.to(fit.head.weight.device))["acc"]
+                  for fit in path]
+    return path[accuracies.index(max(accuracies))]
 
 
-def linear_probe(features: Features, *, l2: float, num_classes: int, max_iter: int = 1000,
+def linear_probe(features: Features, *, l2: float, num_classes: int, path: Sequence[float] = (),
+                 features_file: str | os.PathLike | None = None, device="cpu",
                  class_subsets: dict[str, tuple[int, ...]] | None = None) -> Iterator[EpochResult]:
-    """LP as a method: solve for one L2 strength and report every split once (epoch 1).
+    """LP as a method: the head for strength ``l2`` and every evaluation split scored once (epoch 1), on ``device``.
 
-    ``class_subsets`` restricts the predictions on splits that cover only some classes (see ``restrict``)."""
+    ``path`` (the study's whole grid, ``l2`` among it) is solved as one warm-started path and cached beside
+    ``features_file``: the grid's other trials read their heads from it (see ``cached_path``). ``class_subsets``
+    restricts the predictions on splits that cover only some classes (see ``restrict``)."""
     class_subsets = class_subsets or {}
-    (l2, head), = lp_sweep(features, [l2], num_classes, max_iter=max_iter)
-    train_x, train_y = features[TRAIN]
-    train_loss = torch.nn.functional.cross_entropy(head.logits(train_x), train_y)
-    check_finite(train_loss, epoch=1)
-    evaluated = {split: (restrict(head.logits(x), class_subsets.get(split)), y)
-                 for split, (x, y) in features.items() if split != TRAIN}
-    splits = score_splits({s: l for s, (l, _) in evaluated.items()}, {s: y for s, (_, y) in evaluated.items()}, ID_VAL)
-    yield EpochResult(epoch=1, splits=splits, train_loss=train_loss.item(), extras={"head_norm": head.norm},
-                      state={"head": {"weight": head.weight, "bias": head.bias}})
+    values = sorted(set(path) | {l2}, reverse=True)
+    fit = next(fit for fit in cached_path(features, values, num_classes, features_file=features_file, device=device)
+               if fit.l2 == l2)
+    check_finite(torch.tensor(fit.train_loss), epoch=1)
+    logits, labels = {}, {}
+    for split, (x, y) in features.items():
+        if split != TRAIN:
+            logits[split] = restrict(fit.head.logits(x.to(device)), class_subsets.get(split))
+            labels[split] = y.to(device)
+    yield EpochResult(epoch=1, splits=score_splits(logits, labels, ID_VAL), train_loss=fit.train_loss,
+                      extras={"head_norm": fit.head.norm},
+                      state={"head": {"weight": fit.head.weight.cpu(), "bias": fit.head.bias.cpu()}})

@@ -1,14 +1,16 @@
-"""One trial, Ray-free: build the benchmark and a seeded backbone, then run the named method."""
+"""One trial, Ray-free: the named method on a built benchmark and the study's extracted features."""
 from __future__ import annotations
 
+import os
 from typing import Iterator, Sequence
 
 import torch
 
 from study.config import METHODS
-from study.data import create_benchmark
+from study.data import Benchmark, Pipeline
+from study.methods.distributed import rank_and_world
 from study.methods.evaluation import EpochResult
-from study.methods.features import cached_features
+from study.methods.features import load_features
 from study.methods.ft import fine_tune
 from study.methods.lora import lora_ft
 from study.methods.lp import linear_probe, to_l2
@@ -18,35 +20,41 @@ from study.models import create_backbone
 FINE_TUNING = tuple(method for method in METHODS if method != "lp")  # those that train the encoder: ``fine_tune``
 
 
-def run_method(method: str, hparams: dict, *, benchmark: str, backbone: str, seed: int,
-               head: tuple[str, Sequence[float]] = ("l2", ()), cache_dir=None, data_root=None, weights=None, device="cpu",
-               resume: dict | None = None, num_workers: int = 0, wise_alphas: Sequence[float] = (),
-               precision: str = "fp32") -> Iterator[EpochResult]:
-    """Yield ``method``'s per-epoch results for one hyper-parameter setting and seed.
+def run_method(method: str, hparams: dict, *, data: Benchmark, features_file: str | os.PathLike, backbone: str,
+               seed: int, lp_grid: tuple[str, Sequence[float]] = ("l2", ()), head: tuple[str, Sequence[float]] = ("l2", ()),
+               cache_dir=None, weights=None, device="cpu", resume: dict | None = None, num_workers: int = 0,
+               wise_alphas: Sequence[float] = (), precision: str = "fp32") -> Iterator[EpochResult]:
+    """Yield ``method``'s per-epoch results for one hyper-parameter setting and seed, on ``device``.
 
-    The seed fixes the new head's initialisation and the order of the training data. ``head`` is the LP stage of
-    LP-FT and LP-LoRA: ("l2", values) or ("C", values). LP's own strength is ``hparams["l2"]`` or ``hparams["C"]``.
-    LoRA's ``rank`` and ``scale`` are in ``hparams``. ``wise_alphas`` and ``precision``: see ``fine_tune``.
+    ``data`` is the study's benchmark and ``features_file`` the pretrained encoder's features of it (LP's inputs,
+    LP-FT's LP stage, and what the feature change of the FT-like methods is measured from), extracted once per
+    study. The seed fixes the new head's initialisation and the order of the training data. LP's strength is
+    ``hparams["l2"]`` or ``hparams["C"]``; ``lp_grid`` is the study's whole LP grid, solved as one cached path.
+    ``head`` is the LP stage of LP-FT and LP-LoRA: ("l2", values) or ("C", values). LoRA's ``rank`` and ``scale``
+    are in ``hparams``. ``num_workers``: DataLoader processes. ``wise_alphas`` and ``precision``: see
+    ``fine_tune``.
     """
     if method not in METHODS:
         raise KeyError(f"unknown method {method!r}")
     if method == "lp" and resume is not None:  # LP has a single epoch: a checkpoint means it already reported
         return
-    data = create_benchmark(benchmark, cache_dir=cache_dir, data_root=data_root)
+    features = load_features(features_file)
+    if method == "lp":
+        (l2,) = to_l2("C", [hparams["C"]], features) if "C" in hparams else [hparams["l2"]]
+        yield from linear_probe(features, l2=l2, num_classes=data.num_classes, path=to_l2(*lp_grid, features),
+                                features_file=features_file, device=device, class_subsets=data.class_subsets)
+        return
     torch.manual_seed(seed)
     encoder = create_backbone(backbone, num_classes=data.num_classes, cache_dir=cache_dir, weights=weights)
     data.set_transform(encoder.transform)
-    # The pretrained encoder's features: LP's inputs, LP-FT's LP stage, and what FT's feature change is measured from.
-    features = cached_features(encoder, data, cache_dir=cache_dir, device=device)
-    if method == "lp":
-        l2 = to_l2("C", [hparams["C"]], features)[0] if "C" in hparams else hparams["l2"]
-        yield from linear_probe(features, l2=l2, num_classes=data.num_classes, class_subsets=data.class_subsets)
-        return
-    common = dict(seed=seed, device=device, resume=resume, num_workers=num_workers, reference=features,
-                  wise_alphas=wise_alphas, precision=precision, **hparams)
+    pipeline = Pipeline(data, device=device, normalize=encoder.normalize, num_workers=num_workers,
+                        shard=rank_and_world())
+    common = dict(seed=seed, resume=resume, reference=features, wise_alphas=wise_alphas, precision=precision,
+                  **hparams)
     if method == "ft":
-        yield from fine_tune(encoder.model, data, **common)
+        yield from fine_tune(encoder.model, pipeline, **common)
     elif method == "lora":
-        yield from lora_ft(encoder.model, data, **common)
+        yield from lora_ft(encoder.model, pipeline, **common)
     else:  # lpft, or lplora (its rank and scale are in hparams)
-        yield from lp_ft(encoder.model, data, features, head_l2=to_l2(*head, features), **common)
+        yield from lp_ft(encoder.model, pipeline, features, head_l2=to_l2(*head, features),
+                         features_file=features_file, **common)

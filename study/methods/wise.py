@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from study.data import Benchmark
+from study.data import Pipeline
 from study.methods.evaluation import evaluate
 
 
@@ -27,7 +27,7 @@ def interpolate(start: dict[str, torch.Tensor], end: dict[str, torch.Tensor], al
 
 
 @torch.no_grad()
-def wise_curve(model: nn.Module, start: dict[str, torch.Tensor], benchmark: Benchmark, alphas: Sequence[float],
+def wise_curve(model: nn.Module, start: dict[str, torch.Tensor], data: Pipeline, alphas: Sequence[float],
                scored: dict[float, dict] | None = None, **evaluation) -> dict[float, dict[str, dict[str, float]]]:
     """``evaluate`` at every interpolation of ``start`` and ``model``'s current weights; ``model`` keeps its own.
     ``scored`` holds the results of alphas already evaluated (the two ends, which are exactly the two models)."""
@@ -39,6 +39,6 @@ def wise_curve(model: nn.Module, start: dict[str, torch.Tensor], benchmark: Benc
             curve[alpha] = scored[alpha]
             continue
         model.load_state_dict(interpolate(start, end, alpha))
-        curve[alpha] = evaluate(model, benchmark, **evaluation)
+        curve[alpha] = evaluate(model, data, **evaluation)
     model.load_state_dict(end)
     return curve

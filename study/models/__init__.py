@@ -1,6 +1,6 @@
 """Backbones: a registry of pretrained encoders, each a timm model with its own transform."""
 from study.models import embedded, pretrained, toy  # noqa: F401  (register the backbones)
-from study.models.backbone import Backbone, TensorNormalize, features
+from study.models.backbone import Backbone, features
 from study.models.registry import create_backbone, list_backbones, register_backbone
 
-__all__ = ["Backbone", "TensorNormalize", "features", "create_backbone", "list_backbones", "register_backbone"]
+__all__ = ["Backbone", "features", "create_backbone", "list_backbones", "register_backbone"]

@@ -1,4 +1,4 @@
-"""What every backbone is: a timm-style model, its input transform, and a fingerprint for caches."""
+"""What every backbone is: a timm-style model, its input transform and normalisation, and a fingerprint for caches."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,12 +14,15 @@ class Backbone:
 
     ``model`` follows timm's head API: ``forward_features``, ``forward_head(x, pre_logits=True)`` for the features
     a linear probe sees, ``get_classifier()`` for the head. ``transform`` is the eval transform derived from the
-    model's pretrained config; LP and FT see the same one.
+    model's pretrained config, on uint8 images (None: the data need none); ``normalize`` turns the uint8 batches
+    into the model's inputs on the device (``study.data.transforms.TensorNormalize``; None for inputs that are
+    already floats). LP and FT see the same ones.
     """
 
     name: str
     model: nn.Module
-    transform: Callable
+    transform: Callable | None
+    normalize: Callable | None
     fingerprint: str
 
     @property
@@ -34,17 +37,3 @@ class Backbone:
 def features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """The penultimate features a linear probe is trained on."""
     return model.forward_head(model.forward_features(images), pre_logits=True)
-
-
-class TensorNormalize:
-    """uint8 image batches [N, C, H, W] → floats normalised by the backbone's mean and std (picklable)."""
-
-    def __init__(self, mean, std):
-        self.mean = torch.tensor(mean).view(1, -1, 1, 1)
-        self.std = torch.tensor(std).view(1, -1, 1, 1)
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return (images.float() / 255 - self.mean) / self.std
-
-    def __repr__(self) -> str:
-        return f"TensorNormalize(mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()})"

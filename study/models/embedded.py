@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 
 from study.cache import cache_root, cached, content_hash
 from study.data.embedded import GlyphWorld, source_task
-from study.models.backbone import Backbone, TensorNormalize
+from study.data.transforms import TensorNormalize
+from study.models.backbone import Backbone
 from study.models.registry import register_backbone
 
 _MEAN, _STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -92,5 +93,5 @@ def glyphnet(*, num_classes: int, cache_dir=None, progress: bool = False, **worl
     model.load_state_dict(state)
     model.reset_classifier(num_classes)
     config = timm.data.resolve_model_data_config(model)
-    return Backbone(name="glyphnet", model=model, transform=TensorNormalize(config["mean"], config["std"]),
-                    fingerprint=fingerprint)
+    return Backbone(name="glyphnet", model=model, transform=None,
+                    normalize=TensorNormalize(config["mean"], config["std"]), fingerprint=fingerprint)

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import timm
 import torch
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform, resolve_data_config
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, resolve_data_config
 
 from study.cache import content_hash
+from study.data.transforms import TensorNormalize, eval_transform
 from study.models.backbone import Backbone
 from study.models.registry import register_backbone
 
@@ -43,6 +44,12 @@ def require_file(path: str | os.PathLike, what: str, source: str) -> Path:
     if not path.is_file():
         raise WeightsError(f"{path}: no such weights file ({what} expected); get it from {source}")
     return path
+
+
+def require_weights(backbone: str, weights: str | os.PathLike) -> Path:
+    """The weights file a study was given, looked for before any work (the backbone reads it later, on a worker)."""
+    return require_file(weights, f"{backbone}'s checkpoint", "the backbone's release (the README's table of "
+                        "benchmarks names each)")
 
 
 def unreadable(path, what: str, source: str, error: Exception) -> WeightsError:
@@ -81,9 +88,9 @@ def resnet50_moco(*, num_classes: int, weights=None, cache_dir=None, progress: b
         raise WeightsError(f"{weights}: not a MoCo ResNet-50 (missing {sorted(set(missing) - {'fc.weight', 'fc.bias'})[:3]}, "
                            f"unexpected {sorted(unexpected)[:3]}); get one from {MOCO_SOURCE}")
     # MoCo's own evaluation transform: resize to 256, centre-crop 224, ImageNet statistics.
-    transform = create_transform(input_size=224, crop_pct=224 / 256, interpolation="bilinear",
-                                 mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)
-    return Backbone("resnet50-moco", model, transform, weights_fingerprint("resnet50-moco", weights))
+    return Backbone("resnet50-moco", model, eval_transform(224, resize=256, interpolation="bilinear"),
+                    TensorNormalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),
+                    weights_fingerprint("resnet50-moco", weights))
 
 
 def timm_backbone(name: str, timm_name: str, num_classes: int, weights=None) -> Backbone:
@@ -99,8 +106,11 @@ def timm_backbone(name: str, timm_name: str, num_classes: int, weights=None) -> 
             raise unreadable(weights, what, source, error) from None
         raise WeightsError(f"the Hugging Face Hub (timm/{timm_name}): could not load {timm_name}'s weights "
                            f"({type(error).__name__}); pass backbone_weights: PATH to its checkpoint") from None
-    transform = create_transform(**resolve_data_config({}, model=model))
-    return Backbone(name, model, transform, weights_fingerprint(timm_name, weights))
+    config = resolve_data_config({}, model=model)  # timm's eval transform for the model, rebuilt on uint8 tensors
+    transform = eval_transform(config["input_size"][-1], crop_pct=config["crop_pct"],
+                               interpolation=config["interpolation"])
+    return Backbone(name, model, transform, TensorNormalize(config["mean"], config["std"]),
+                    weights_fingerprint(timm_name, weights))
 
 
 @register_backbone("clip-rn50")

@@ -40,4 +40,4 @@ def toy_linear(*, num_classes: int, cache_dir=None, progress: bool = False, **wo
     model = TwoLayerLinear(world.input_dim, world.feature_dim, num_classes)
     with torch.no_grad():
         model.encoder.weight.copy_(b_star + world.pretrained_noise * noise)
-    return Backbone("toy-linear", model, transform=None, fingerprint=world.fingerprint())
+    return Backbone("toy-linear", model, transform=None, normalize=None, fingerprint=world.fingerprint())

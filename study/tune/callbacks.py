@@ -105,7 +105,8 @@ class MlflowTrialsCallback(Callback):
             return
         run_id, epoch = self._run_id(trial), int(result["epoch"])
         if epoch > self._last_epoch[trial.trial_id]:  # a trial resumed from an older checkpoint repeats epochs
-            self.tracker.log_epoch(run_id, metrics_of(result, scalars_only=True), epoch, int(time.time() * 1000))
+            self.tracker.log_epoch(run_id, metrics_of(result, scalars_only=True), epoch, int(time.time() * 1000),
+                                   tags={"device": result["device"]} if "device" in result else None)
             self._last_epoch[trial.trial_id] = epoch
 
     def on_trial_complete(self, iteration, trials, trial, **info):

@@ -1,4 +1,5 @@
-"""One study from config to report: prepare the caches, build the Tuner, run it, write and log the report."""
+"""One study from config to report: list the benchmark, extract its features on a worker, build the Tuner, run it,
+write and log the report."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,11 +17,11 @@ import yaml
 from study.analysis.report import REPORT_DIR, write_report
 from study.cache import cache_root
 from study.config import StudyConfig
-from study.data import create_benchmark
-from study.methods import cached_features
-from study.models import create_backbone
+from study.data import Benchmark, create_benchmark
+from study.models.pretrained import require_weights
 from study.results import read_table
 from study.tracking import StudyTracker, flatten
+from study.tune.prepare import Prepared, prepare
 from study.tune.spaces import SEARCH_METRIC, SEARCH_MODE, build_search, trial_count
 
 RAY_DIR = "ray"
@@ -40,18 +41,19 @@ def absolute(study: StudyConfig) -> StudyConfig:
     return dataclasses.replace(study, results_dir=study.results_dir.resolve(), cache_dir=cache_root(study.cache_dir))
 
 
-def prepare(study: StudyConfig, progress: bool = True) -> dict[str, str]:
-    """Generate the data, pretrain the backbone and extract LP features now, once, with progress bars."""
-    data = create_benchmark(study.benchmark, cache_dir=study.cache_dir, data_root=study.data_root)
-    encoder = create_backbone(study.backbone, num_classes=data.num_classes, cache_dir=study.cache_dir,
-                              progress=progress, weights=study.backbone_weights)
-    data.set_transform(encoder.transform)
-    cached_features(encoder, data, cache_dir=study.cache_dir, progress=progress)  # every method reads them
-    return {"benchmark": data.fingerprint, "backbone": encoder.fingerprint}
+def check_inputs(study: StudyConfig) -> Benchmark:
+    """The study's benchmark, listed (or generated) here, and its weights file looked for: bad data or a missing
+    file stop the study before Ray starts or anything is written. The backbone itself is only read by the
+    extraction task (``study.tune.prepare``)."""
+    benchmark = create_benchmark(study.benchmark, cache_dir=study.cache_dir, data_root=study.data_root)
+    if study.backbone_weights is not None:
+        require_weights(study.backbone, study.backbone_weights)
+    return benchmark
 
 
-def manifest(study: StudyConfig, fingerprints: dict[str, str]) -> dict:
-    """What a result needs to be reproduced: versions, code revision, data and backbone hashes, seeds."""
+def manifest(study: StudyConfig, prepared: Prepared) -> dict:
+    """What a result needs to be reproduced: versions, code revision, data and backbone hashes, seeds, and where
+    and how the features were extracted."""
     packages = ("torch", "torchvision", "timm", "ray", "mlflow", "optuna", "pyarrow", "lpft-study")
     versions = {}
     for name in packages:
@@ -60,8 +62,10 @@ def manifest(study: StudyConfig, fingerprints: dict[str, str]) -> dict:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return {"study": study.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "python": platform.python_version(),
-            "host": platform.node(), "packages": versions, "git_sha": _git_sha(), "fingerprints": fingerprints,
-            "seeds": list(study.seeds)}
+            "host": platform.node(), "packages": versions, "git_sha": _git_sha(),
+            "fingerprints": prepared.fingerprints, "seeds": list(study.seeds),
+            "features": {key: prepared.extraction[key] for key in ("file", "extracted", "seconds", "device", "node",
+                                                                    "pid")}}
 
 
 def _git_sha() -> str | None:
@@ -99,12 +103,13 @@ def _experiment_exists(study: StudyConfig) -> bool:
     return filesystem.get_file_info(f"{path}/tuner.pkl").type != fs.FileType.NotFound
 
 
-def _trainable(study: StudyConfig):
+def _trainable(study: StudyConfig, prepared: Prepared):
     from ray import tune
 
     from study.tune.trainable import train_trial, trial_resources
 
-    return tune.with_resources(tune.with_parameters(train_trial, study=study), partial(trial_resources, study))
+    return tune.with_resources(tune.with_parameters(train_trial, study=study, prepared=prepared),
+                               partial(trial_resources, study))
 
 
 def _max_concurrent_trials(study: StudyConfig) -> int | None:
@@ -124,7 +129,7 @@ def _max_concurrent_trials(study: StudyConfig) -> int | None:
     return max(1, int(fits))
 
 
-def build_tuner(study: StudyConfig, callbacks: list):
+def build_tuner(study: StudyConfig, prepared: Prepared, callbacks: list):
     from ray import tune
 
     from study.tune.asha import PerMethodASHA
@@ -136,7 +141,7 @@ def build_tuner(study: StudyConfig, callbacks: list):
         scheduler = PerMethodASHA(study.seeds, time_attr="epoch", metric=SEARCH_METRIC, mode=SEARCH_MODE,
                                   max_t=max_epochs, grace_period=study.search.grace_epochs)
     return tune.Tuner(
-        _trainable(study),
+        _trainable(study, prepared),
         param_space=param_space,
         tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=num_samples, scheduler=scheduler,
                                     reuse_actors=True,  # saves a worker start-up (~3 s of imports) per trial
@@ -153,21 +158,22 @@ def run_study(study: StudyConfig, *, progress: bool = True) -> tuple[dict, str]:
 
     study = absolute(study)
     _refuse_existing(study)
-    fingerprints = prepare(study, progress)  # bad data or weights stop the study before it writes anything
+    benchmark = check_inputs(study)
+    init_ray()
+    prepared = prepare(study, benchmark, progress=progress)  # damaged weights stop the study before any write
     tracker = StudyTracker.for_study(study)
     if tracker.existing_parent():
         raise _exists(f"the MLflow store {tracker.uri}", study)
     study.study_dir.mkdir(parents=True, exist_ok=True)
     resolved = {**study.to_dict(), "name": study.name, "results_dir": str(study.results_dir)}
     (study.study_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
-    (study.study_dir / "manifest.json").write_text(json.dumps(manifest(study, fingerprints), indent=2))
+    (study.study_dir / "manifest.json").write_text(json.dumps(manifest(study, prepared), indent=2))
 
     tracker.start_parent(flatten(study.to_dict()), {"study": study.name, **{f"fingerprint.{k}": v for k, v in
-                                                                           fingerprints.items()}})
-    init_ray()
+                                                                           prepared.fingerprints.items()}})
     callbacks = [ResultsTableCallback(study.study_dir, study.name, study.seeds),
                  MlflowTrialsCallback(tracker, study.seeds), ProgressCallback(trial_count(study), study.seeds, progress)]
-    return _fit(study, tracker, lambda: build_tuner(study, callbacks))
+    return _fit(study, tracker, lambda: build_tuner(study, prepared, callbacks))
 
 
 def resume_study(study_dir: Path, *, progress: bool = True) -> tuple[dict, str, StudyConfig]:
@@ -186,11 +192,12 @@ def resume_study(study_dir: Path, *, progress: bool = True) -> tuple[dict, str, 
     if tracker.existing_parent() is None:
         raise NothingToResume(f"{tracker.uri} holds no MLflow run of study {study.name!r}; pass the tracking URI "
                               "the study ran with (--tracking-uri or $MLFLOW_TRACKING_URI)")
-    prepare(study, progress)  # a no-op with warm caches; rebuilds them on a new machine
-    tracker.reopen_parent()
+    benchmark = check_inputs(study)
     init_ray()
+    prepared = prepare(study, benchmark, progress=progress)  # reads the cached features; extracts on a new cache
+    tracker.reopen_parent()
     report, text = _fit(study, tracker, lambda: tune.Tuner.restore(
-        experiment_path(study), trainable=_trainable(study), resume_unfinished=True, resume_errored=True))
+        experiment_path(study), trainable=_trainable(study, prepared), resume_unfinished=True, resume_errored=True))
     return report, text, study
 
 

@@ -14,27 +14,34 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+import ray
 import torch
 from ray import tune
 
 from study.config import StudyConfig
+from study.data.pipeline import default_workers
 from study.methods import Diverged
 from study.methods.run import run_method
+from study.tune.prepare import Prepared
 from study.tune.spaces import TrialSpec
 
 STATE_FILE = "state.pt"
 TRAIN_DIR = "train"  # under the study's storage root: one Ray Train run per multi-worker trial, named by trial id
 
 
-def train_trial(config: dict, study: StudyConfig) -> None:
+def train_trial(config: dict, study: StudyConfig, prepared: Prepared) -> None:
     spec = TrialSpec.of(config, study.seeds)
     workers, cpus, gpus = study.resources.of_trial(spec.method)
     if workers > 1:
-        _fit_with_workers(config, study, workers, cpus, gpus)
+        _fit_with_workers(config, study, prepared, workers, cpus, gpus)
         return
-    device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
-    report_epochs(spec, study, device=device, threads=cpus, report=tune.report, checkpoint=tune.get_checkpoint(),
-                  checkpoint_type=tune.Checkpoint)
+    report_epochs(spec, study, prepared, device=device_of(gpus), threads=cpus, report=tune.report,
+                  checkpoint=tune.get_checkpoint(), checkpoint_type=tune.Checkpoint)
+
+
+def device_of(gpus: float) -> str:
+    """The device of a trial (or task) that Ray gave ``gpus`` GPUs: the GPU it sees, else the CPU."""
+    return "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
 
 
 # A multi-worker trial only drives its TorchTrainer, whose workers reserve their own placement group. Ray refuses
@@ -48,22 +55,26 @@ def trial_resources(study: StudyConfig, config: dict) -> dict:
     return DRIVER_RESOURCES if workers > 1 else {"cpu": cpus, "gpu": gpus}
 
 
-def report_epochs(spec: TrialSpec, study: StudyConfig, *, device, threads: float, report: Callable, checkpoint,
-                  checkpoint_type: type | None) -> None:
+def report_epochs(spec: TrialSpec, study: StudyConfig, prepared: Prepared, *, device, threads: float,
+                  report: Callable, checkpoint, checkpoint_type: type | None) -> None:
     """Run one trial's method and ``report`` every epoch; ``checkpoint`` (Tune's or Train's) resumes it.
 
     Each epoch's state is reported as a ``checkpoint_type`` (Tune's or Train's class), or not at all if None.
+    Every report names the trial's ``device``.
     """
     torch.set_num_threads(max(1, int(threads)))
     resume = _load_state(checkpoint)
     best = resume.pop("best_id_val_acc", -math.inf) if resume else -math.inf
-    results = run_method(spec.method, spec.hparams, benchmark=study.benchmark, backbone=study.backbone, seed=spec.seed,
-                         head=study.lpft_head, cache_dir=study.cache_dir, data_root=study.data_root,
-                         weights=study.backbone_weights, device=device, resume=resume,
+    data = ray.get(prepared.benchmark)
+    workers = study.resources.loader_workers
+    results = run_method(spec.method, spec.hparams, data=data, features_file=prepared.features_file,
+                         backbone=study.backbone, seed=spec.seed, lp_grid=study.lp_grid, head=study.lpft_head,
+                         cache_dir=study.cache_dir, weights=study.backbone_weights, device=device, resume=resume,
+                         num_workers=default_workers(data, threads) if workers < 0 else workers,
                          wise_alphas=study.wise_alphas, precision=study.precision)
     try:
         for result in results:
-            metrics = result.flat()
+            metrics = result.flat() | {"device": str(device)}
             if result.epoch > 0:
                 best = max(best, metrics["id_val/acc"])
             metrics["best_id_val_acc"] = max(best, 0.0)
@@ -77,7 +88,8 @@ def report_epochs(spec: TrialSpec, study: StudyConfig, *, device, threads: float
         report({"epoch": error.epoch, "diverged": 1, "best_id_val_acc": max(best, 0.0)})
 
 
-def _fit_with_workers(config: dict, study: StudyConfig, workers: int, cpus: float, gpus: float) -> None:
+def _fit_with_workers(config: dict, study: StudyConfig, prepared: Prepared, workers: int, cpus: float,
+                      gpus: float) -> None:
     from ray import train
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -85,7 +97,7 @@ def _fit_with_workers(config: dict, study: StudyConfig, workers: int, cpus: floa
     per_worker = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
     trainer = TorchTrainer(
         _worker_loop,
-        train_loop_config={"trial": config, "study": study},
+        train_loop_config={"trial": config, "study": study, "prepared": prepared},
         scaling_config=train.ScalingConfig(num_workers=workers, use_gpu=gpus > 0, resources_per_worker=per_worker,
                                            placement_strategy="PACK"),
         # The run's name is the trial's id, never a timestamp: a retried or restored trial finds its checkpoints.
@@ -107,7 +119,7 @@ def _worker_loop(loop_config: dict) -> None:
     spec = TrialSpec.of(loop_config["trial"], study.seeds)
     _, cpus, _ = study.resources.of_trial(spec.method)
     chief = train.get_context().get_world_rank() == 0
-    report_epochs(spec, study, device=get_device(), threads=cpus, report=train.report,
+    report_epochs(spec, study, loop_config["prepared"], device=get_device(), threads=cpus, report=train.report,
                   checkpoint=train.get_checkpoint(), checkpoint_type=train.Checkpoint if chief else None)
 
 
