@@ -63,10 +63,10 @@ def write_images(folder: Path, count: int, suffix: str = ".JPEG", seed: int = 0)
     return paths
 
 
-def write_imagenet(root: Path, wnids: list[str], r_and_a: list[str]) -> None:
+def write_imagenet(root: Path, wnids: list[str], r_and_a: list[str], per_class: int = 3) -> None:
     """ImageNet train/val class folders, ImageNet-V2 (folders 0..K-1), -R, -A (a class subset), -Sketch."""
     for i, wnid in enumerate(wnids):
-        write_images(root / "imagenet" / "train" / wnid, 3, seed=i)
+        write_images(root / "imagenet" / "train" / wnid, per_class, seed=i)
         write_images(root / "imagenet" / "val" / wnid, 1, seed=100 + i)
         write_images(root / "imagenetv2-matched-frequency-format-val" / str(i), 2, ".jpeg", seed=200 + i)
         write_images(root / "sketch" / wnid, 2, seed=300 + i)

@@ -26,8 +26,7 @@ def test_timm_clip_checkpoint_loads_from_a_local_file(tmp_path):
     loaded = backbone.model.state_dict()
     assert torch.equal(loaded["stem.conv1.conv.weight"], original.state_dict()["stem.conv1.conv.weight"])
     assert backbone.model(torch.zeros(1, 3, 224, 224)).shape == (1, 5)
-    normalize = backbone.transform.transforms[-1]
-    assert normalize.mean.tolist() == pytest.approx([0.48145466, 0.4578275, 0.40821073])
+    assert backbone.normalize.mean == pytest.approx((0.48145466, 0.4578275, 0.40821073))
 
 
 @pytest.mark.parametrize("name", ["resnet50-moco", "clip-vit-b16"])

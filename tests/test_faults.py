@@ -152,4 +152,6 @@ def test_a_killed_trial_worker_is_retried_from_its_last_checkpoint(tmp_path, cac
     restart = next(i for i in range(1, len(pids)) if pids[i] != pids[i - 1])
     assert epochs.count(0) == 1, f"the retried trial started over from epoch 0: {epochs}"
     assert epochs[restart] == epochs[restart - 1] + 1 or epochs[restart] == epochs[restart - 1], epochs
-    assert epochs[restart - 1] >= 2 and epochs[-1] == 4
+    # Tune registers a reported checkpoint only once its save task returns, which the kill may beat: the trial then
+    # continues after the epoch before the one the table already showed.
+    assert epochs[restart - 1] >= 1 and epochs[-1] == 4, (epochs, pids)

@@ -11,6 +11,8 @@ from helpers import ROOT
 from official_formats import (write_breeds, write_cifar10, write_cifar101, write_domainnet, write_fmow, write_imagenet,
                               write_stl10)
 from study.config import load_config
+from study.methods.features import prepare_features
+from study.tune.runner import check_inputs
 from study.tune.spaces import TrialSpec
 from study.tune.trainable import report_epochs
 from test_loaders import breeds_world
@@ -76,13 +78,15 @@ def test_preset_runs_its_first_epoch_of_lp_and_ft_on_official_files(name, tmp_pa
         timm_name = {"clip-rn50": "resnet50_clip.openai", "clip-vit-b16": "vit_base_patch16_clip_224.openai"}
         torch.save(timm.create_model(timm_name[study.backbone], pretrained=False).state_dict(), weights)
     study = dataclasses.replace(study, backbone_weights=str(weights), cache_dir=cache_dir)
+    data = check_inputs(study)
+    features_file = prepare_features(data, study.backbone, cache_dir=cache_dir, weights=weights)["file"]
     reports = {}
     for method, hparams in (("lp", {"C": float(study.methods["lp"]["C"].values[25])}),
                             ("ft", {**{k: p.values[0] for k, p in study.methods["ft"].items()}, "epochs": 1})):
         spec = TrialSpec(method, hparams, seed=0)
         reports[method] = []  # what the trainable would send to Ray, epoch by epoch
-        report_epochs(spec, study, device="cpu", threads=2, report=lambda metrics, **_: reports[method].append(metrics),
-                      checkpoint=None, checkpoint_type=None)
+        report_epochs(spec, study, data, features_file, device="cpu", threads=2, checkpoint=None, checkpoint_type=None,
+                      report=lambda metrics, **_: reports[method].append(metrics))
     assert [r["epoch"] for r in reports["lp"]] == [1] and [r["epoch"] for r in reports["ft"]] == [0, 1]
     for report in reports["lp"] + reports["ft"]:
         accuracies = [v for k, v in report.items() if k.endswith("/acc")]

@@ -159,11 +159,11 @@ def run_study(study: StudyConfig, *, progress: bool = True) -> tuple[dict, str]:
     study = absolute(study)
     _refuse_existing(study)
     benchmark = check_inputs(study)
+    if (found := StudyTracker.find(study)) is not None:
+        raise _exists(f"the MLflow store {found.uri}", study)
     init_ray()
     prepared = prepare(study, benchmark, progress=progress)  # damaged weights stop the study before any write
     tracker = StudyTracker.for_study(study)
-    if tracker.existing_parent():
-        raise _exists(f"the MLflow store {tracker.uri}", study)
     study.study_dir.mkdir(parents=True, exist_ok=True)
     resolved = {**study.to_dict(), "name": study.name, "results_dir": str(study.results_dir)}
     (study.study_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
@@ -215,8 +215,8 @@ def report_study(study_dir: Path) -> tuple[dict, str, str | None]:
 
 
 def _refuse_existing(study: StudyConfig) -> None:
-    """A study name is used once per results root and storage (and MLflow store, checked once the tracker is
-    open): never overwrite, never mix."""
+    """A study name is used once per results root and storage (and MLflow store, checked once the inputs are):
+    never overwrite, never mix."""
     for where, exists in ((study.study_dir, study.study_dir.exists() and any(study.study_dir.iterdir())),
                           (experiment_path(study), study.storage is not None and _experiment_exists(study))):
         if exists:

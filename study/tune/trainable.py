@@ -19,6 +19,7 @@ import torch
 from ray import tune
 
 from study.config import StudyConfig
+from study.data import Benchmark
 from study.data.pipeline import default_workers
 from study.methods import Diverged
 from study.methods.run import run_method
@@ -35,8 +36,8 @@ def train_trial(config: dict, study: StudyConfig, prepared: Prepared) -> None:
     if workers > 1:
         _fit_with_workers(config, study, prepared, workers, cpus, gpus)
         return
-    report_epochs(spec, study, prepared, device=device_of(gpus), threads=cpus, report=tune.report,
-                  checkpoint=tune.get_checkpoint(), checkpoint_type=tune.Checkpoint)
+    report_epochs(spec, study, ray.get(prepared.benchmark), prepared.features_file, device=device_of(gpus),
+                  threads=cpus, report=tune.report, checkpoint=tune.get_checkpoint(), checkpoint_type=tune.Checkpoint)
 
 
 def device_of(gpus: float) -> str:
@@ -55,9 +56,10 @@ def trial_resources(study: StudyConfig, config: dict) -> dict:
     return DRIVER_RESOURCES if workers > 1 else {"cpu": cpus, "gpu": gpus}
 
 
-def report_epochs(spec: TrialSpec, study: StudyConfig, prepared: Prepared, *, device, threads: float,
-                  report: Callable, checkpoint, checkpoint_type: type | None) -> None:
-    """Run one trial's method and ``report`` every epoch; ``checkpoint`` (Tune's or Train's) resumes it.
+def report_epochs(spec: TrialSpec, study: StudyConfig, data: Benchmark, features_file: str, *, device,
+                  threads: float, report: Callable, checkpoint, checkpoint_type: type | None) -> None:
+    """Run one trial's method on the study's benchmark and features and ``report`` every epoch; ``checkpoint``
+    (Tune's or Train's) resumes it.
 
     Each epoch's state is reported as a ``checkpoint_type`` (Tune's or Train's class), or not at all if None.
     Every report names the trial's ``device``.
@@ -65,9 +67,8 @@ def report_epochs(spec: TrialSpec, study: StudyConfig, prepared: Prepared, *, de
     torch.set_num_threads(max(1, int(threads)))
     resume = _load_state(checkpoint)
     best = resume.pop("best_id_val_acc", -math.inf) if resume else -math.inf
-    data = ray.get(prepared.benchmark)
     workers = study.resources.loader_workers
-    results = run_method(spec.method, spec.hparams, data=data, features_file=prepared.features_file,
+    results = run_method(spec.method, spec.hparams, data=data, features_file=features_file,
                          backbone=study.backbone, seed=spec.seed, lp_grid=study.lp_grid, head=study.lpft_head,
                          cache_dir=study.cache_dir, weights=study.backbone_weights, device=device, resume=resume,
                          num_workers=default_workers(data, threads) if workers < 0 else workers,
@@ -118,9 +119,10 @@ def _worker_loop(loop_config: dict) -> None:
     study: StudyConfig = loop_config["study"]
     spec = TrialSpec.of(loop_config["trial"], study.seeds)
     _, cpus, _ = study.resources.of_trial(spec.method)
-    chief = train.get_context().get_world_rank() == 0
-    report_epochs(spec, study, loop_config["prepared"], device=get_device(), threads=cpus, report=train.report,
-                  checkpoint=train.get_checkpoint(), checkpoint_type=train.Checkpoint if chief else None)
+    chief, prepared = train.get_context().get_world_rank() == 0, loop_config["prepared"]
+    report_epochs(spec, study, ray.get(prepared.benchmark), prepared.features_file, device=get_device(),
+                  threads=cpus, report=train.report, checkpoint=train.get_checkpoint(),
+                  checkpoint_type=train.Checkpoint if chief else None)
 
 
 def _load_state(checkpoint) -> dict | None:

@@ -1,0 +1,106 @@
+"""At the paper's scale the heavy work must not sit in the driver: a study extracts its features in a Ray task,
+LP trials share one warm-started path on their own device, and a file-based benchmark trains with DataLoader
+workers exactly as without them. Checked on a real local Ray, a real MLflow store and real files."""
+import json
+import os
+
+import pytest
+import ray
+import torch
+from mlflow.tracking import MlflowClient
+from torch.nn.modules.module import register_module_forward_pre_hook, register_module_parameter_registration_hook
+
+from helpers import ROOT
+from official_formats import write_imagenet
+from study.config import load_config
+from study.data import create_benchmark
+from study.methods import linear_probe, load_features
+from study.methods.run import run_method
+from study.results import read_table
+from study.tune.runner import run_study
+
+LP_GRID = [1e-4, 1e-3, 1e-2, 1e-1]
+
+
+@pytest.fixture(scope="module")
+def toy_study(tmp_path_factory):
+    """The toy through ``run_study`` in this very process, with a cache of its own (so the features must be
+    extracted), while every module built or run here is recorded."""
+    results, cache = tmp_path_factory.mktemp("results"), tmp_path_factory.mktemp("cache")
+    study = load_config(ROOT / "search_spaces" / "toy.yaml",
+                        ["seeds=[0,1]", f"methods={{lp: {{l2: {LP_GRID}}}, ft: {{lr: [0.03], epochs: 2}}}}"],
+                        name="scale", results_dir=str(results), cache_dir=str(cache))
+    built, ran = [], []
+    hooks = [register_module_parameter_registration_hook(lambda module, *_: built.append(type(module).__name__)),
+             register_module_forward_pre_hook(lambda module, *_: ran.append(type(module).__name__))]
+    try:
+        report, _ = run_study(study, progress=False)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        ray.shutdown()
+    return study, report, built, ran, cache
+
+
+def test_the_driver_builds_no_model_and_extracts_nothing(toy_study):
+    study, report, built, ran, _ = toy_study
+    assert report["trials"] == {"total": 10, "finished": 10, "diverged": 0, "failed": 0}
+    assert built == [] and ran == [], "the driver must not build or run a network"
+    extraction = json.loads((study.study_dir / "manifest.json").read_text())["features"]
+    assert extraction["extracted"] and extraction["pid"] != os.getpid() and extraction["device"] == "cpu"
+
+
+def test_lp_trials_share_one_path_and_match_one_cold_solve_each(toy_study):
+    study, _, _, _, cache = toy_study
+    paths = list((cache / "features").glob("*-lp-*.pt"))
+    assert len(paths) == 1, "one warm-started path for the whole grid and both seeds"
+    table = read_table(study.study_dir)
+    lp = table[(table["method"] == "lp") & (table["split"] != "train")]
+    data = create_benchmark("toy-linear")
+    features = load_features(json.loads((study.study_dir / "manifest.json").read_text())["features"]["file"])
+    for l2 in LP_GRID:
+        (cold,) = linear_probe(features, l2=l2, num_classes=data.num_classes)  # alone, from zero, uncached
+        for seed in (0, 1):
+            rows = lp[(lp["l2"] == l2) & (lp["seed"] == seed)].set_index("split")["accuracy"]
+            for split, values in cold.splits.items():
+                assert rows[split] == pytest.approx(values["acc"], abs=0.1), (l2, seed, split)
+
+
+def test_every_trial_records_the_device_it_ran_on(toy_study):
+    study, *_ = toy_study
+    client = MlflowClient(f"sqlite:///{study.results_dir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("scale")
+    runs = client.search_runs([experiment.experiment_id], "tags.trial_id != ''")
+    assert len(runs) == 10 and {run.data.tags["device"] for run in runs} == {"cpu"}
+
+
+@pytest.mark.slow
+def test_a_file_based_study_trains_with_loader_workers_as_without(tmp_path, cache_dir):
+    """ImageNet's folder layout, 16-px JPEGs, the embedded backbone: a study whose trials decode in two
+    DataLoader worker processes reports, epoch by epoch, what the same trial does in one process."""
+    write_imagenet(tmp_path / "data", ["n0001", "n0002", "n0003", "n0004"], r_and_a=["n0002", "n0003"], per_class=8)
+    study = load_config(ROOT / "search_spaces" / "smoke.yaml",
+                        ["benchmark=imagenet", "methods={ft: {lr: [0.03], epochs: 2, batch_size: 8}}",
+                         "resources.loader_workers=2", "wise_alphas=[]"],
+                        name="files", results_dir=str(tmp_path / "results"), data_root=str(tmp_path / "data"))
+    try:
+        run_study(study, progress=False)
+    finally:
+        ray.shutdown()
+    table = read_table(study.study_dir)
+    manifest = json.loads((study.study_dir / "manifest.json").read_text())
+    data = create_benchmark("imagenet", data_root=str(tmp_path / "data"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the trial (one CPU): the same float rounding
+    try:
+        alone = list(run_method("ft", {"lr": 0.03, "epochs": 2, "batch_size": 8}, data=data,
+                                features_file=manifest["features"]["file"], backbone="glyphnet", seed=0))
+    finally:
+        torch.set_num_threads(threads)
+    assert [result.epoch for result in alone] == [0, 1, 2]
+    for result in alone:
+        rows = table[table["epoch"] == result.epoch].set_index("split")
+        for split, values in result.splits.items():
+            assert rows.loc[split, "accuracy"] == pytest.approx(values["acc"], abs=1e-9), (result.epoch, split)
+            assert rows.loc[split, "loss"] == pytest.approx(values["loss"], rel=1e-5), (result.epoch, split)
+    assert torch.isfinite(torch.tensor(table["loss"].dropna().tolist())).all()
