@@ -23,9 +23,9 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from study.data import Benchmark, TensorImages
+from study.data import Benchmark, Pipeline, TensorImages
+from study.data.transforms import TensorNormalize
 from study.methods import fine_tune
-from study.models.backbone import TensorNormalize
 
 
 def timm_images_per_second(model: torch.nn.Module, batch_size: int, img_size: int, steps: int, warmup: int,
@@ -54,8 +54,10 @@ def timm_images_per_second(model: torch.nn.Module, batch_size: int, img_size: in
 
 def project_images_per_second(model: torch.nn.Module, batch_size: int, img_size: int, steps: int, warmup: int,
                               device: str) -> float:
-    data = random_benchmark(model, batch_size * (steps + warmup), batch_size, img_size)
-    results = fine_tune(model, data, lr=1e-3, epochs=2, batch_size=batch_size, device=device, precision="bf16",
+    data = random_benchmark(batch_size * (steps + warmup), batch_size, img_size)
+    config = model.pretrained_cfg  # uint8 batches go to the device, and are normalised there
+    pipeline = Pipeline(data, device=device, normalize=TensorNormalize(config["mean"], config["std"]))
+    results = fine_tune(model, pipeline, lr=1e-3, epochs=2, batch_size=batch_size, precision="bf16",
                         eval_batch_size=batch_size)
     next(results)  # epoch 0: evaluation only
     next(results)  # epoch 1: warm-up (cudnn autotuning, allocator)
@@ -66,14 +68,11 @@ def project_images_per_second(model: torch.nn.Module, batch_size: int, img_size:
     return len(data.splits["train"]) / (time.perf_counter() - start)
 
 
-def random_benchmark(model: torch.nn.Module, train_size: int, eval_size: int, img_size: int) -> Benchmark:
-    config = model.pretrained_cfg
-    transform = TensorNormalize(config["mean"], config["std"])
-
+def random_benchmark(train_size: int, eval_size: int, img_size: int) -> Benchmark:
     def split(size: int) -> TensorImages:
         generator = torch.Generator().manual_seed(size)
         images = torch.randint(0, 256, (size, 3, img_size, img_size), dtype=torch.uint8, generator=generator)
-        return TensorImages(images, torch.randint(0, 1000, (size,), generator=generator), transform)
+        return TensorImages(images, torch.randint(0, 1000, (size,), generator=generator))
 
     return Benchmark(name="random", classes=tuple(str(i) for i in range(1000)), ood_domains=(),
                      splits={"train": split(train_size), "id_val": split(eval_size), "id_test": split(eval_size)},

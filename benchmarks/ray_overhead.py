@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from study.data import create_benchmark
+from study.methods.features import prepare_features
 from study.methods.run import run_method
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,10 +46,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args()
     hparams = {"lr": 0.03, "epochs": args.epochs}
-    list(run_method("ft", {**hparams, "epochs": 1}, benchmark="glyphs", backbone="glyphnet", seed=0))  # warm caches
+    data = create_benchmark("glyphs")
+    trial = dict(data=data, features_file=prepare_features(data, "glyphnet")["file"], backbone="glyphnet", seed=0)
+    list(run_method("ft", {**hparams, "epochs": 1}, **trial))  # warm caches
     torch.set_num_threads(1)  # as a 1-CPU trial runs
     start = time.perf_counter()
-    list(run_method("ft", hparams, benchmark="glyphs", backbone="glyphnet", seed=0))
+    list(run_method("ft", hparams, **trial))
     bare = time.perf_counter() - start
     tune_wall, tune_trial = study_run(args.epochs, 1)
     train_wall, train_trial = study_run(args.epochs, 2)

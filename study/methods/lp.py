@@ -92,12 +92,19 @@ class _Objective:
     def __init__(self, x: torch.Tensor, y: torch.Tensor, num_classes: int, *, device):
         _, self.std = scalar_standardizer(x)
         self.center = x.mean(0).to(device)
-        chunks = [((chunk.to(device) - self.center) / self.std) for chunk in x.split(_CHUNK)]
-        covariance = sum(chunk.T.double() @ chunk.double() for chunk in chunks) / len(y)
-        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+        self.classes, self.dim, self.y = num_classes, x.shape[1], y.to(device)
+        covariance = torch.zeros(self.dim, self.dim, dtype=torch.float64, device=device)
+        for chunk in x.split(_CHUNK):  # two passes over the features, so that only one standardised copy exists
+            chunk = self._standardised(chunk)
+            covariance += (chunk.T @ chunk).double()
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance / len(y))
         self.eigenvalues, self.rotation = eigenvalues.clamp(min=0).float(), eigenvectors.float()
-        self.x = torch.cat([chunk @ self.rotation for chunk in chunks])
-        self.y, self.classes, self.dim = y.to(device), num_classes, x.shape[1]
+        self.x = torch.empty(x.shape, device=device)
+        for start in range(0, len(y), _CHUNK):
+            self.x[start:start + _CHUNK] = self._standardised(x[start:start + _CHUNK]) @ self.rotation
+
+    def _standardised(self, chunk: torch.Tensor) -> torch.Tensor:
+        return (chunk.to(self.center.device) - self.center) / self.std
 
     def split(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return theta[:-self.classes].view(self.classes, self.dim), theta[-self.classes:]
@@ -109,19 +116,21 @@ class _Objective:
         have logits near 0, where the cross-entropy is log(C) plus a change in its seventh digit: float32 would
         round that change away, and the line search would wander."""
         weight, bias = self.split(theta)
-        cross_entropy, curvature = 0.0, 0.0
+        cross_entropy = torch.zeros((), dtype=torch.float64, device=weight.device)
+        curvature = torch.zeros_like(cross_entropy)
         gradient_weight, gradient_bias = l2 * weight, torch.zeros_like(bias)
         for x, y in zip(self.x.split(_CHUNK), self.y.split(_CHUNK)):
             logits = torch.addmm(bias, x, weight.T).double()
             log_norm = logits.logsumexp(1, keepdim=True)
             rows = torch.arange(len(y), device=y.device)
-            cross_entropy += (log_norm.squeeze(1) - logits[rows, y]).sum().item()
+            cross_entropy += (log_norm.squeeze(1) - logits[rows, y]).sum()
             residual = (logits - log_norm).exp_()  # probabilities, then minus the one-hot labels
-            curvature += (residual * (1 - residual)).sum().item()
+            curvature += (residual * (1 - residual)).sum()
             residual[rows, y] -= 1
             residual = residual.float() / len(self.y)
             gradient_weight += residual.T @ x
             gradient_bias += residual.sum(0)
+        cross_entropy, curvature = cross_entropy.item(), curvature.item()
         cross_entropy /= len(self.y)
         objective = cross_entropy + 0.5 * l2 * weight.double().pow(2).sum().item()
         curvature = max(curvature / (len(self.y) * self.classes), 1e-6)

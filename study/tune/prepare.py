@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 
 import ray
+import torch
 
 from study.config import StudyConfig
 from study.data import Benchmark
@@ -61,12 +62,17 @@ def prepare(study: StudyConfig, benchmark: Benchmark, *, progress: bool = True) 
     return Prepared(reference, extraction["file"], extraction)
 
 
+def device_of(gpus: float) -> str:
+    """The device of a trial (or task) that Ray gave ``gpus`` GPUs: the GPU it sees, else the CPU."""
+    return "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
+
+
 def _extract(study: StudyConfig, benchmark: Benchmark, workers: int, progress: bool):
     """The Ray task: ``prepare_features`` on this worker's device, in a thread, while its stderr (the progress
     bars) is yielded to the driver as it is written; then the result."""
-    from study.tune.trainable import device_of
-
     device = device_of(len(ray.get_gpu_ids()))
+    if device == "cpu":  # nothing of the study runs beside its extraction: on a CPU, it takes every core
+        torch.set_num_threads(os.cpu_count() or 1)
     written: queue.Queue = queue.Queue()
     outcome = {}
 

@@ -23,7 +23,7 @@ from study.data import Benchmark
 from study.data.pipeline import default_workers
 from study.methods import Diverged
 from study.methods.run import run_method
-from study.tune.prepare import Prepared
+from study.tune.prepare import Prepared, device_of
 from study.tune.spaces import TrialSpec
 
 STATE_FILE = "state.pt"
@@ -38,11 +38,6 @@ def train_trial(config: dict, study: StudyConfig, prepared: Prepared) -> None:
         return
     report_epochs(spec, study, ray.get(prepared.benchmark), prepared.features_file, device=device_of(gpus),
                   threads=cpus, report=tune.report, checkpoint=tune.get_checkpoint(), checkpoint_type=tune.Checkpoint)
-
-
-def device_of(gpus: float) -> str:
-    """The device of a trial (or task) that Ray gave ``gpus`` GPUs: the GPU it sees, else the CPU."""
-    return "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
 
 
 # A multi-worker trial only drives its TorchTrainer, whose workers reserve their own placement group. Ray refuses
