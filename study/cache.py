@@ -30,9 +30,10 @@ def content_hash(*parts) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def cached(path: Path, compute: Callable[[], object], *, load: bool = True):
+def cached(path: Path, compute: Callable[[], object], *, load: bool = True, mmap: bool = False):
     """Load ``path`` (a ``torch.save`` file), or compute, save and return its content if it is absent. With
-    ``load=False`` the file is only made sure of (and None returned): a big entry is not read back for nothing."""
+    ``load=False`` the file is only made sure of (and None returned): a big entry is not read back for nothing;
+    with ``mmap=True`` it is memory-mapped, so only what the caller touches is read."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         with FileLock(str(path) + ".lock"):
@@ -42,4 +43,4 @@ def cached(path: Path, compute: Callable[[], object], *, load: bool = True):
                 torch.save(value, partial)
                 os.replace(partial, path)
                 return value if load else None
-    return torch.load(path, weights_only=True) if load else None
+    return torch.load(path, weights_only=True, mmap=mmap) if load else None

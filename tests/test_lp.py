@@ -37,8 +37,9 @@ def test_lp_minimises_sklearns_objective(features, glyphs, l2):
         return (torch.nn.functional.cross_entropy(logits, train_y) + 0.5 * l2 * weight.double().pow(2).sum()).item()
 
     ours = next(linear_probe(features, l2=l2, num_classes=glyphs.num_classes))
-    head = ours.state["head"]  # on raw features: back to sklearn's scaled ones
-    weight, bias = head["weight"] * std, head["bias"] + head["weight"].sum(1) * mean
+    (fit,) = fit_path(features, [l2], glyphs.num_classes)  # the same solve: its head, on raw features
+    assert ours.extras["head_norm"] == pytest.approx(fit.head.norm)
+    weight, bias = fit.head.weight * std, fit.head.bias + fit.head.weight.sum(1) * mean  # on sklearn's features
     best = objective(torch.as_tensor(sklearn.coef_), torch.as_tensor(sklearn.intercept_))
     assert objective(weight, bias) == pytest.approx(best, rel=1e-4, abs=1e-5)
     assert abs(ours.splits["id_val"]["acc"] - 100 * sklearn.score(scaled_val, val_y.numpy())) <= 0.5

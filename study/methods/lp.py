@@ -264,16 +264,17 @@ def cached_path(features: Features, l2_values: Sequence[float], num_classes: int
                 "weight": torch.stack([fit.head.weight for fit in path]).cpu(),
                 "bias": torch.stack([fit.head.bias for fit in path]).cpu()}
 
-    stored = cached(path_file(features_file, l2_values), compute)
+    stored = cached(path_file(features_file, l2_values), compute, mmap=True)
     return [ProbeFit(l2, LinearHead(stored["weight"][k].to(device), stored["bias"][k].to(device)),
                      stored["train_loss"][k], stored["iterations"][k]) for k, l2 in enumerate(stored["l2"])]
 
 
-def path_file(features_file: str | os.PathLike, l2_values: Sequence[float]) -> Path:
-    """Where the LP path over ``l2_values`` on the features in ``features_file`` is cached (beside them)."""
-    key = content_hash("lp-path", sorted(l2_values, reverse=True), SOLVER)
+def path_file(features_file: str | os.PathLike, l2_values: Sequence[float], what: str = "lp") -> Path:
+    """Where the LP path over ``l2_values`` on the features in ``features_file`` is cached (beside them): its heads
+    (``what="lp"``), or every head's scores (``what="lp-scores"``)."""
+    key = content_hash(what, sorted(l2_values, reverse=True), SOLVER)
     features_file = Path(features_file)
-    return features_file.with_name(f"{features_file.stem}-lp-{key}.pt")
+    return features_file.with_name(f"{features_file.stem}-{what}-{key}.pt")
 
 
 def best_fit(features: Features, path: list[ProbeFit]) -> ProbeFit:
@@ -287,21 +288,31 @@ def best_fit(features: Features, path: list[ProbeFit]) -> ProbeFit:
 def linear_probe(features: Features, *, l2: float, num_classes: int, path: Sequence[float] = (),
                  features_file: str | os.PathLike | None = None, device="cpu",
                  class_subsets: dict[str, tuple[int, ...]] | None = None) -> Iterator[EpochResult]:
-    """LP as a method: the head for strength ``l2`` and every evaluation split scored once (epoch 1), on ``device``.
+    """LP as a method: the head for strength ``l2`` with every evaluation split scored (epoch 1), on ``device``.
 
-    ``path`` (the study's whole grid, ``l2`` among it) is solved as one warm-started path and cached beside
-    ``features_file``: the grid's other trials read their heads from it (see ``cached_path``). ``class_subsets``
-    restricts the predictions on splits that cover only some classes (see ``restrict``)."""
-    class_subsets = class_subsets or {}
+    ``path`` (the study's whole grid, ``l2`` among it) is solved as one warm-started path and every head of it
+    scored once, both cached beside ``features_file``: the grid's other trials, and every seed's, read their
+    results (see ``cached_path``). ``class_subsets`` restricts the predictions on splits that cover only some
+    classes (see ``restrict``). A restarted LP trial reads them again: it needs no state to resume from."""
     values = sorted(set(path) | {l2}, reverse=True)
-    fit = next(fit for fit in cached_path(features, values, num_classes, features_file=features_file, device=device)
-               if fit.l2 == l2)
-    check_finite(torch.tensor(fit.train_loss), epoch=1)
+
+    def score_path():
+        fits = cached_path(features, values, num_classes, features_file=features_file, device=device)
+        return [_scored(fit, features, class_subsets or {}, device) for fit in fits]
+
+    scored = score_path() if features_file is None else cached(path_file(features_file, values, "lp-scores"),
+                                                               score_path)
+    result = scored[values.index(l2)]
+    check_finite(torch.tensor(result["train_loss"]), epoch=1)
+    yield EpochResult(epoch=1, splits=result["splits"], train_loss=result["train_loss"],
+                      extras={"head_norm": result["head_norm"]})
+
+
+def _scored(fit: ProbeFit, features: Features, class_subsets: dict, device) -> dict:
+    """A head's metrics on every evaluation split, as plain data (cacheable)."""
     logits, labels = {}, {}
     for split, (x, y) in features.items():
         if split != TRAIN:
             logits[split] = restrict(fit.head.logits(x.to(device)), class_subsets.get(split))
             labels[split] = y.to(device)
-    yield EpochResult(epoch=1, splits=score_splits(logits, labels, ID_VAL), train_loss=fit.train_loss,
-                      extras={"head_norm": fit.head.norm},
-                      state={"head": {"weight": fit.head.weight.cpu(), "bias": fit.head.bias.cpu()}})
+    return {"splits": score_splits(logits, labels, ID_VAL), "train_loss": fit.train_loss, "head_norm": fit.head.norm}

@@ -36,8 +36,6 @@ def run_method(method: str, hparams: dict, *, data: Benchmark, features_file: st
     """
     if method not in METHODS:
         raise KeyError(f"unknown method {method!r}")
-    if method == "lp" and resume is not None:  # LP has a single epoch: a checkpoint means it already reported
-        return
     features = load_features(features_file)
     if method == "lp":
         (l2,) = to_l2("C", [hparams["C"]], features) if "C" in hparams else [hparams["l2"]]
