@@ -7,7 +7,9 @@
 Writes the tree (``imagenet/train/<wnid>/*.JPEG``) into a temporary folder, lists it with the project's ImageNet
 loader, and times whole passes of the project's ``Pipeline`` (decoding with torchvision, ``transforms.v2`` on uint8
 tensors, the batch normalised on the device) with the train transform (RandomResizedCrop 224 + flip) and the eval
-transform (resize 256, centre crop 224), in this process (0 workers: one core) and with DataLoader workers. The
+transform (resize 256, centre crop 224), in this process (0 workers: one core) and with DataLoader workers: reading,
+decoding, transforming and batching, the work that feeds the device (on a CPU the batch is not normalised: a GPU
+does that step, and on a CPU it is the training loop's). The
 same files through PIL and torchvision's PIL transforms (the pipeline before this one) are timed beside it.
 """
 from __future__ import annotations
@@ -49,8 +51,9 @@ def project_rate(train: Path, *, augment: bool, workers: int, batch_size: int, d
     files = class_folders(train, classes, "this benchmark")
     benchmark = Benchmark("jpegs", tuple(classes), (), {"train": files}, "jpegs")
     benchmark.set_transform(eval_transform(224, resize=256), train=train_transform(224))
-    data = Pipeline(benchmark, device=device, normalize=TensorNormalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-                    num_workers=workers)
+    # On a GPU the batch is normalised there; on the CPU that step belongs to the training loop, not the feed.
+    normalize = TensorNormalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)) if device != "cpu" else None
+    data = Pipeline(benchmark, device=device, normalize=normalize, num_workers=workers)
     passes = (lambda: data.train(batch_size=batch_size, seed=1)) if augment else (
         lambda: data.split("train", batch_size=batch_size))
     for _ in passes():
