@@ -27,6 +27,8 @@ SEARCH_ALGORITHMS = ("grid", "random", "optuna")
 SCHEDULERS = ("fifo", "asha")
 DISTRIBUTIONS = ("loguniform", "uniform", "choice")
 PRECISIONS = ("fp32", "bf16")
+SCHEDULES = ("epoch", "step")  # the cosine schedule stepped once per epoch (the official code's) or per batch
+TRANSFORMS = ("paper", "backbone")  # the paper's inputs for its benchmarks (study.data.protocol), or the backbone's
 
 _FT_PARAMS = {"lr": (float, 0.01), "epochs": (int, 10), "batch_size": (int, 64), "momentum": (float, 0.9),
               "weight_decay": (float, 0.0)}
@@ -109,6 +111,8 @@ class StudyConfig:
     lpft_head: tuple[str, tuple[float, ...]] = ("l2", ())  # ("l2" or "C", values) of LP-FT's (LP-LoRA's) LP stage
     wise_alphas: tuple[float, ...] = WISE_ALPHAS
     precision: str = "fp32"  # FT-like training: fp32, or bf16 autocast (for GPUs)
+    schedule: str = "epoch"
+    transforms: str = "paper"
     search: SearchConfig = SearchConfig()
     resources: ResourcesConfig = ResourcesConfig()
     max_failures: int = 2
@@ -172,8 +176,8 @@ def parse_config(raw: dict) -> StudyConfig:
     problems: list[str] = []
     check = _Checker(problems)
     allowed = {"name", "benchmark", "backbone", "seeds", "methods", "lpft_head_l2", "lpft_head_C", "wise_alphas",
-               "precision", "search", "resources", "max_failures", "results_dir", "storage", "cache_dir",
-               "tracking_uri", "data_root", "backbone_weights"}
+               "precision", "schedule", "transforms", "search", "resources", "max_failures", "results_dir", "storage",
+               "cache_dir", "tracking_uri", "data_root", "backbone_weights"}
     check.unknown_keys(raw, allowed, "")
     name = check.typed(raw, "name", str, None, required=True)
     if isinstance(name, str) and (not name or any(c in name for c in "/\\ ")):
@@ -186,6 +190,8 @@ def parse_config(raw: dict) -> StudyConfig:
     head_kind, head_values = _parse_head_strength(raw, methods, check)
     wise_alphas = _parse_wise_alphas(raw.get("wise_alphas", list(WISE_ALPHAS)), check)
     precision = check.choice(raw, "precision", "fp32", PRECISIONS, "")
+    schedule = check.choice(raw, "schedule", "epoch", SCHEDULES, "")
+    transforms = check.choice(raw, "transforms", "paper", TRANSFORMS, "")
     resources = _parse_resources(raw.get("resources") or {}, check)
     _check_batches_split(methods, resources.workers_per_trial, check)
     if search.scheduler == "asha" and resources.workers_per_trial > 1 and set(methods) - {"lp"}:
@@ -205,7 +211,7 @@ def parse_config(raw: dict) -> StudyConfig:
         raise ConfigError(problems)
     return StudyConfig(name=name, benchmark=benchmark, backbone=backbone, seeds=tuple(seeds), methods=methods,
                        lpft_head=(head_kind, head_values), wise_alphas=wise_alphas, precision=precision,
-                       search=search, resources=resources, max_failures=max_failures,
+                       schedule=schedule, transforms=transforms, search=search, resources=resources, max_failures=max_failures,
                        results_dir=results_dir, storage=storage, data_root=data_root,
                        backbone_weights=backbone_weights,
                        cache_dir=Path(cache_dir) if cache_dir else None, tracking_uri=tracking_uri,

@@ -115,9 +115,32 @@ def write_fmow(root: Path, rows: list[tuple[str, str, str, int]]) -> None:
                  ).to_csv(folder / "country_code_mapping.csv", index=False)
 
 
-def write_breeds(root: Path, hierarchy: dict[str, list[str]], leaves: list[str], names: dict[str, str]) -> None:
+def breeds_world():
+    """A hierarchy of BREEDS' shape: under the root, a chain to the living-thing node n00004258 (depth 3) and 30
+    nodes at depth 4 (Entity-30's level) of 8 ImageNet leaves each. The first 17 reach their leaves through one
+    depth-5 node (Living-17's level) that splits in two groups of 4; the other 13 hold their 8 leaves directly. So
+    Living-17's rule finds 17 superclasses and Entity-30's finds 30. Returns (edges, leaves, names)."""
+    hierarchy = {"n00001740": ["n00000001"], "n00000001": ["n00000002"], "n00000002": ["n00004258"],
+                 "n00004258": [f"n0200{i:04d}" for i in range(30)]}
+    leaves, names = [], {}
+    for i in range(30):
+        own = [f"n0300{8 * i + j:04d}" for j in range(8)]
+        leaves += own
+        names[f"n0200{i:04d}"] = f"entity{i}"
+        if i < 17:
+            hierarchy[f"n0200{i:04d}"] = [f"n0210{i:04d}"]
+            hierarchy[f"n0210{i:04d}"] = [f"n0220{2 * i:04d}", f"n0220{2 * i + 1:04d}"]
+            hierarchy[f"n0220{2 * i:04d}"], hierarchy[f"n0220{2 * i + 1:04d}"] = own[:4], own[4:]
+            names[f"n0210{i:04d}"] = f"living{i}"
+        else:
+            hierarchy[f"n0200{i:04d}"] = own
+    return hierarchy, leaves, names
+
+
+def write_breeds(root: Path, hierarchy: dict[str, list[str]], leaves: list[str], names: dict[str, str],
+                 images: tuple[int, int] = (3, 1)) -> None:
     """BREEDS' three hierarchy files (class info JSON, "parent child" edges, "wnid<TAB>name") and ImageNet folders
-    for every leaf."""
+    for every leaf, with ``images`` (train, val) images each."""
     folder = root / "breeds"
     folder.mkdir(parents=True)
     (folder / "dataset_class_info.json").write_text(
@@ -126,5 +149,5 @@ def write_breeds(root: Path, hierarchy: dict[str, list[str]], leaves: list[str],
         "".join(f"{parent} {child}\n" for parent, children in hierarchy.items() for child in children))
     (folder / "node_names.txt").write_text("".join(f"{wnid}\t{name}\n" for wnid, name in names.items()))
     for i, wnid in enumerate(leaves):
-        write_images(root / "imagenet" / "train" / wnid, 3, seed=i)
-        write_images(root / "imagenet" / "val" / wnid, 1, seed=50 + i)
+        write_images(root / "imagenet" / "train" / wnid, images[0], seed=i)
+        write_images(root / "imagenet" / "val" / wnid, images[1], seed=50 + i)

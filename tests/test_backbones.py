@@ -2,6 +2,7 @@
 import pytest
 import timm
 import torch
+from torchvision.transforms import InterpolationMode
 
 from study.models import create_backbone
 from study.models.pretrained import WeightsError
@@ -17,7 +18,7 @@ def test_moco_checkpoint_becomes_timm_resnet50_with_a_new_head(moco_checkpoint):
     assert tuple(crop.size) == (224, 224)
 
 
-def test_timm_clip_checkpoint_loads_from_a_local_file(tmp_path):
+def test_timm_clip_checkpoint_loads_from_a_local_file_and_preprocesses_as_clip_does(tmp_path):
     torch.manual_seed(0)
     original = timm.create_model("resnet50_clip.openai", pretrained=False)
     path = tmp_path / "open_clip_pytorch_model.bin"
@@ -26,7 +27,11 @@ def test_timm_clip_checkpoint_loads_from_a_local_file(tmp_path):
     loaded = backbone.model.state_dict()
     assert torch.equal(loaded["stem.conv1.conv.weight"], original.state_dict()["stem.conv1.conv.weight"])
     assert backbone.model(torch.zeros(1, 3, 224, 224)).shape == (1, 5)
+    resize, crop = backbone.transform.transforms  # CLIP's: short side to 224, bicubic; centre crop 224
+    assert resize.size == [224] and resize.interpolation == InterpolationMode.BICUBIC and resize.antialias
+    assert tuple(crop.size) == (224, 224)
     assert backbone.normalize.mean == pytest.approx((0.48145466, 0.4578275, 0.40821073))
+    assert backbone.normalize.std == pytest.approx((0.26862954, 0.26130258, 0.27577711))
 
 
 @pytest.mark.parametrize("name", ["resnet50-moco", "clip-vit-b16"])

@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from conftest import features_of, make_backbone, pipeline
 from study.methods import Diverged, best_fit, fine_tune, fit_path, lp_ft
@@ -86,3 +87,23 @@ def test_ft_trains_under_bf16_autocast_and_scores_in_float32(backbone, small_gly
                              precision="bf16"))
     assert math.isfinite(results[-1].train_loss) and results[-1].train_loss < results[1].train_loss
     assert all(p.dtype == torch.float32 for p in backbone.model.parameters()), "autocast leaves the weights in fp32"
+
+
+@pytest.mark.parametrize("schedule", ["epoch", "step"])
+def test_cosine_schedule_steps_once_per_epoch_as_the_official_code_or_per_batch(backbone, small_glyphs, schedule):
+    used = []  # the learning rate of every optimizer step, as the optimizer saw it
+    hook = register_optimizer_step_pre_hook(
+        lambda optimizer, *_: used.append(optimizer.param_groups[0]["lr"]))
+    try:
+        list(fine_tune(backbone.model, pipeline(small_glyphs, backbone), lr=0.1, epochs=3, batch_size=64, seed=0,
+                       schedule=schedule))
+    finally:
+        hook.remove()
+    steps = len(small_glyphs.splits["train"]) // 64
+    epochs = [used[k * steps:(k + 1) * steps] for k in range(3)]
+    if schedule == "epoch":  # CosineAnnealingLR(T_max=epochs): epoch e trains at lr (1 + cos(pi (e - 1) / 3)) / 2
+        for k, rates in enumerate(epochs):
+            assert rates == [pytest.approx(0.05 * (1 + math.cos(math.pi * k / 3)))] * steps
+    else:
+        assert used[0] == pytest.approx(0.1) and all(a > b for a, b in zip(used, used[1:]))
+        assert used[steps] == pytest.approx(0.05 * (1 + math.cos(math.pi / 3)))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from official_formats import (CIFAR_CLASSES, write_cifar10, write_cifar101, write_domainnet, write_fmow,
-                              write_imagenet, write_stl10)
+from official_formats import (CIFAR_CLASSES, breeds_world, write_breeds, write_cifar10, write_cifar101,
+                              write_domainnet, write_fmow, write_imagenet, write_stl10)
 from study.data import create_benchmark
 from study.data.files import DataError
 from study.methods.evaluation import restrict
@@ -111,43 +111,27 @@ def test_wrong_data_root_is_one_line_naming_path_and_source(tmp_path):
     assert "torchvision.datasets.CIFAR10" in message
 
 
-def breeds_world():
-    """A hierarchy where Living-17's rule (depth 5 under n00004258, 4 subclasses) finds two superclasses and
-    Entity-30's (depth 4, 8 subclasses) finds their common parent; one leaf hangs off a short side branch."""
-    leaves = [f"n0100{i:04d}" for i in range(10)]
-    hierarchy = {
-        "n00001740": ["n00000001", "n00000041"], "n00000001": ["n00000002"], "n00000002": ["n00004258"],
-        "n00004258": ["n00000040"], "n00000040": ["n00000051", "n00000052"],
-        "n00000051": ["n00000061", "n00000062"], "n00000061": leaves[0:2], "n00000062": leaves[2:5],
-        "n00000052": ["n00000071", "n00000072"], "n00000071": leaves[5:7], "n00000072": leaves[7:9],
-        "n00000041": [leaves[9]],
-    }
-    names = {"n00000051": "salamander", "n00000052": "ungulate", "n00000040": "animal"}
-    return hierarchy, leaves, names
-
-
 def test_breeds_superclasses_and_source_target_split_follow_the_breeds_rule(tmp_path):
-    from official_formats import write_breeds
-
     hierarchy, leaves, names = breeds_world()
-    write_breeds(tmp_path, hierarchy, leaves, names)
+    write_breeds(tmp_path, hierarchy, leaves, names, images=(2, 1))
     living = create_benchmark("living17", data_root=tmp_path)
-    assert living.classes == ("salamander", "ungulate") and living.ood_domains == ("target",)
+    assert living.classes == tuple(f"living{i}" for i in range(17))
+    assert living.ood_domains == ("target",)
     # BREEDS' rule: one RandomState(2) over the sorted superclasses, each drawing its subclasses from its sorted
     # leaves; the first half is the source.
     rng = np.random.RandomState(2)
-    expected = [list(rng.choice(sorted(leaves[0:5]), 4, replace=False)), list(rng.choice(sorted(leaves[5:9]), 4,
-                                                                                            replace=False))]
+    expected = [list(rng.choice(sorted(leaves[8 * i:8 * i + 8]), 4, replace=False)) for i in range(17)]
     source = {Path(p).parent.name for p in living.splits["id_test"].paths}
     target = {Path(p).parent.name for p in living.splits["target_test"].paths}
-    assert source == set(expected[0][:2] + expected[1][:2]) and target == set(expected[0][2:] + expected[1][2:])
+    assert source == {w for drawn in expected for w in drawn[:2]}
+    assert target == {w for drawn in expected for w in drawn[2:]}
     for path, label in zip(living.splits["target_test"].paths, living.splits["target_test"].labels):
         assert Path(path).parent.name in expected[int(label)]
-    assert len(living.splits["train"]) + len(living.splits["id_val"]) == 4 * 3
+    assert len(living.splits["train"]) + len(living.splits["id_val"]) == 17 * 2 * 2
 
     entity = create_benchmark("entity30", data_root=tmp_path)
-    assert entity.classes == ("animal",)
-    assert len(entity.splits["id_test"]) == 4 and len(entity.splits["target_test"]) == 4
+    assert entity.classes == tuple(f"entity{i}" for i in range(30))
+    assert len(entity.splits["id_test"]) == 30 * 4 and len(entity.splits["target_test"]) == 30 * 4
 
 
 def test_study_run_with_a_wrong_data_root_is_one_line_and_writes_nothing(tmp_path, capsys):

@@ -6,16 +6,17 @@ import numpy as np
 import pytest
 import timm
 import torch
+from torchvision.transforms import InterpolationMode
 
 from helpers import ROOT
-from official_formats import (write_breeds, write_cifar10, write_cifar101, write_domainnet, write_fmow, write_imagenet,
-                              write_stl10)
+from official_formats import (breeds_world, write_breeds, write_cifar10, write_cifar101, write_domainnet, write_fmow,
+                              write_imagenet, write_stl10)
 from study.config import load_config
+from study.data.protocol import inputs_for
 from study.methods.features import prepare_features
 from study.tune.runner import check_inputs
 from study.tune.spaces import TrialSpec
 from study.tune.trainable import report_epochs
-from test_loaders import breeds_world
 
 # Kumar et al. 2022 (arXiv 2202.10054), appendix: the protocol every preset must encode.
 FT_LRS = [3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
@@ -29,6 +30,40 @@ PAPER = {  # preset: (benchmark, backbone, epochs, seeds)
     "fmow": ("fmow", "resnet50-moco", 20, 3),
     "imagenet": ("imagenet", "clip-vit-b16", 10, 1),
 }
+
+
+# The official configs' transforms and normalisation per benchmark (AnanyaKumar/transfer_learning,
+# configs/adaptation/datasets_*.yaml): (train steps, test steps, mean, test std, train std). A step is
+# (torchvision transform, size, interpolation); sizes as torchvision stores them.
+IMAGENET_MEAN, SWAV_STD, STD = (0.485, 0.456, 0.406), (0.228, 0.224, 0.225), (0.229, 0.224, 0.225)
+CLIP = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
+BILINEAR, BICUBIC = "bilinear", "bicubic"
+BREEDS = ([("RandomResizedCrop", (224, 224), BILINEAR), ("RandomHorizontalFlip",)],
+          [("Resize", [256], BILINEAR), ("CenterCrop", (224, 224))], IMAGENET_MEAN, SWAV_STD, SWAV_STD)
+OFFICIAL = {
+    "cifar10": ([("Resize", [224], BILINEAR)], [("Resize", [224, 224], BILINEAR)], IMAGENET_MEAN, SWAV_STD, SWAV_STD),
+    "living17": BREEDS,
+    "entity30": BREEDS,
+    "domainnet": ([("Resize", [256, 256], BICUBIC), ("RandomCrop", (224, 224)), ("RandomHorizontalFlip",)],
+                  [("Resize", [224, 224], BICUBIC)], *CLIP, CLIP[1]),
+    "fmow": ([], [], IMAGENET_MEAN, STD, (0.2289, 0.224, 0.225)),
+    "imagenet": ([("Resize", [224], BICUBIC), ("CenterCrop", (224, 224))],
+                 [("Resize", [224], BICUBIC), ("CenterCrop", (224, 224))], *CLIP, CLIP[1]),
+}
+
+
+def steps(transform) -> list[tuple]:
+    """A v2 transform as (name, size, interpolation) steps, read from the objects themselves."""
+    out = []
+    for step in transform.transforms if transform is not None else []:
+        described = (type(step).__name__,)
+        if hasattr(step, "size"):
+            described += (step.size if isinstance(step.size, list) else tuple(step.size),)
+        if hasattr(step, "interpolation"):
+            assert step.antialias  # as PIL, which the official code resizes with
+            described += (InterpolationMode(step.interpolation).value,)
+        out.append(described)
+    return out
 
 
 def preset(name: str, *overrides, **settings):
@@ -47,6 +82,17 @@ def test_preset_is_the_papers_protocol(name):
     assert study.methods["lp"]["C"].values == pytest.approx(LP_C, rel=1e-3)
     assert study.lpft_head[0] == "C" and study.lpft_head[1] == pytest.approx(LP_C, rel=1e-3)
     assert study.search.algorithm == "grid" and study.search.scheduler == "fifo"
+    assert study.schedule == "epoch"  # CosineAnnealingLR(T_max=epochs), stepped once per epoch
+
+
+@pytest.mark.parametrize("name", sorted(PAPER))
+def test_preset_reads_its_benchmark_with_the_official_transforms(name):
+    study = preset(name)
+    train, test, mean, std, train_std = OFFICIAL[name]
+    inputs = inputs_for(study.benchmark, None, study.transforms)  # the paper's benchmarks need no backbone for it
+    assert steps(inputs.train) == train and steps(inputs.test) == test
+    assert inputs.normalize.mean == pytest.approx(mean) and inputs.normalize.std == pytest.approx(std)
+    assert inputs.train_normalize.mean == pytest.approx(mean) and inputs.train_normalize.std == pytest.approx(train_std)
 
 
 def write_fixture(name: str, root, tmp_path):
@@ -60,7 +106,7 @@ def write_fixture(name: str, root, tmp_path):
                    [("val", "zoo", "BRA", 2011), ("test", "airport", "BRA", 2012)] +
                    [(s, "zoo", country, year) for country in ("KEN", "FRA") for s, year in (("val", 2014), ("test", 2016))])
     elif name in ("living17", "entity30"):
-        write_breeds(root, *breeds_world())
+        write_breeds(root, *breeds_world(), images=(1, 1))
     else:
         write_imagenet(root, ["n00000001", "n00000002", "n00000003"], r_and_a=["n00000002"])
 
@@ -79,7 +125,8 @@ def test_preset_runs_its_first_epoch_of_lp_and_ft_on_official_files(name, tmp_pa
         torch.save(timm.create_model(timm_name[study.backbone], pretrained=False).state_dict(), weights)
     study = dataclasses.replace(study, backbone_weights=str(weights), cache_dir=cache_dir)
     data = check_inputs(study)
-    features_file = prepare_features(data, study.backbone, cache_dir=cache_dir, weights=weights)["file"]
+    features_file = prepare_features(data, study.backbone, transforms=study.transforms, cache_dir=cache_dir,
+                                     weights=weights)["file"]
     reports = {}
     for method, hparams in (("lp", {"C": float(study.methods["lp"]["C"].values[25])}),
                             ("ft", {**{k: p.values[0] for k, p in study.methods["ft"].items()}, "epochs": 1})):

@@ -1,6 +1,7 @@
 """At the paper's scale the heavy work must not sit in the driver: a study extracts its features in a Ray task,
 LP trials share one warm-started path on their own device, and a file-based benchmark trains with DataLoader
 workers exactly as without them. Checked on a real local Ray, a real MLflow store and real files."""
+import dataclasses
 import json
 import os
 
@@ -77,12 +78,14 @@ def test_every_trial_records_the_device_it_ran_on(toy_study):
 
 @pytest.mark.slow
 def test_a_file_based_study_trains_with_loader_workers_as_without(tmp_path, cache_dir):
-    """ImageNet's folder layout, 16-px JPEGs, the embedded backbone: a study whose trials decode in two
-    DataLoader worker processes reports, epoch by epoch, what the same trial does in one process."""
+    """ImageNet's folder layout, 16-px JPEGs, the embedded backbone (read with its own transform): a study whose
+    trials decode in two DataLoader worker processes reports, epoch by epoch, what the same trial does in one
+    process. Then one training image is damaged: the next study's FT trial fails with that image's one line, and
+    the study goes on to report its LP trial."""
     write_imagenet(tmp_path / "data", ["n0001", "n0002", "n0003", "n0004"], r_and_a=["n0002", "n0003"], per_class=8)
     study = load_config(ROOT / "search_spaces" / "smoke.yaml",
                         ["benchmark=imagenet", "methods={ft: {lr: [0.03], epochs: 2, batch_size: 8}}",
-                         "resources.loader_workers=2", "wise_alphas=[]"],
+                         "resources.loader_workers=2", "wise_alphas=[]", "transforms=backbone"],
                         name="files", results_dir=str(tmp_path / "results"), data_root=str(tmp_path / "data"))
     try:
         run_study(study, progress=False)
@@ -95,7 +98,8 @@ def test_a_file_based_study_trains_with_loader_workers_as_without(tmp_path, cach
     torch.set_num_threads(1)  # as the trial (one CPU): the same float rounding
     try:
         alone = list(run_method("ft", {"lr": 0.03, "epochs": 2, "batch_size": 8}, data=data,
-                                features_file=manifest["features"]["file"], backbone="glyphnet", seed=0))
+                                features_file=manifest["features"]["file"], backbone="glyphnet", seed=0,
+                                transforms="backbone"))
     finally:
         torch.set_num_threads(threads)
     assert [result.epoch for result in alone] == [0, 1, 2]
@@ -105,3 +109,17 @@ def test_a_file_based_study_trains_with_loader_workers_as_without(tmp_path, cach
             assert rows.loc[split, "accuracy"] == pytest.approx(values["acc"], abs=1e-9), (result.epoch, split)
             assert rows.loc[split, "loss"] == pytest.approx(values["loss"], rel=1e-5), (result.epoch, split)
     assert torch.isfinite(torch.tensor(table["loss"].dropna().tolist())).all()
+
+    image = data.splits["train"].paths[3]
+    with open(image, "r+b") as file:
+        file.truncate(100)
+    damaged = dataclasses.replace(study, name="files-damaged", max_failures=0, methods={
+        **load_config(ROOT / "search_spaces" / "smoke.yaml", ["methods={lp: {l2: [0.001]}}"]).methods,
+        "ft": study.methods["ft"]})
+    try:
+        report, _ = run_study(damaged, progress=False)
+    finally:
+        ray.shutdown()
+    assert report["trials"] == {"total": 2, "finished": 1, "diverged": 0, "failed": 1}
+    errors = [path.read_text() for path in (damaged.study_dir / "ray").rglob("error.txt")]
+    assert len(errors) == 1 and f"DataError: {image}: not a readable image" in errors[0]

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from study.data.benchmark import ID_TEST, ID_VAL, TRAIN, Benchmark
-from study.data.files import (DataError, ImageFiles, holdout, id_val_size, on_disk_fingerprint, require,
-                              resolve_data_root)
+from study.data.files import (DataError, ImageFiles, damaged, holdout, id_val_size, on_disk_fingerprint, reading,
+                              require, resolve_data_root)
 from study.data.imagenet import SOURCES, images_in
 from study.data.registry import register_benchmark
 
@@ -36,8 +36,9 @@ class Hierarchy:
     """The ImageNet class hierarchy restricted to the ancestors of ImageNet's classes (the leaves)."""
 
     def __init__(self, folder: Path):
-        info = json.loads(require(folder / "dataset_class_info.json", "BREEDS' class info", HIERARCHY_SOURCE).read_text())
-        self.leaves = {wnid for _, wnid, _ in info}
+        info_file = require(folder / "dataset_class_info.json", "BREEDS' class info", HIERARCHY_SOURCE)
+        with reading(info_file, "BREEDS class-info file", HIERARCHY_SOURCE):
+            self.leaves = {wnid for _, wnid, _ in json.loads(info_file.read_text())}
         edges = [line.split() for line in
                  require(folder / "class_hierarchy.txt", "BREEDS' hierarchy", HIERARCHY_SOURCE).read_text().splitlines()
                  if line.strip()]
@@ -102,12 +103,13 @@ class Hierarchy:
         return out
 
 
-def breeds(name: str, level: int, ancestor: str | None, subclasses: int, root: Path) -> Benchmark:
+def breeds(name: str, level: int, ancestor: str | None, subclasses: int, superclasses: int, root: Path) -> Benchmark:
     hierarchy = Hierarchy(require(root / "breeds", "BREEDS' hierarchy files", HIERARCHY_SOURCE))
     groups = hierarchy.split_superclasses(level, ancestor, subclasses)
-    if not groups:
-        raise DataError(f"{root / 'breeds'}: no superclass at level {level} has {subclasses} ImageNet classes; get the "
-                        f"hierarchy files from {HIERARCHY_SOURCE}")
+    if len(groups) != superclasses:  # e.g. a truncated class_hierarchy.txt, which still parses
+        raise damaged(root / "breeds" / "class_hierarchy.txt", "BREEDS hierarchy",
+                      f"it yields {len(groups)} superclasses of {subclasses} ImageNet classes at level {level}, "
+                      f"{name} has {superclasses}", HIERARCHY_SOURCE)
 
     def images(split: str, part: int) -> ImageFiles:
         paths, labels = [], []
@@ -130,9 +132,10 @@ def breeds(name: str, level: int, ancestor: str | None, subclasses: int, root: P
 
 @register_benchmark("living17")
 def living17(*, cache_dir=None, data_root=None) -> Benchmark:
-    return breeds("living17", level=5, ancestor="n00004258", subclasses=4, root=resolve_data_root(data_root))
+    return breeds("living17", level=5, ancestor="n00004258", subclasses=4, superclasses=17,
+                  root=resolve_data_root(data_root))
 
 
 @register_benchmark("entity30")
 def entity30(*, cache_dir=None, data_root=None) -> Benchmark:
-    return breeds("entity30", level=4, ancestor=None, subclasses=8, root=resolve_data_root(data_root))
+    return breeds("entity30", level=4, ancestor=None, subclasses=8, superclasses=30, root=resolve_data_root(data_root))

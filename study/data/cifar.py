@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from study.data.benchmark import ID_TEST, ID_VAL, TRAIN, Benchmark
-from study.data.files import (DataError, ImageArrays, halves, holdout, id_val_size, on_disk_fingerprint, require,
-                              resolve_data_root)
+from study.data.files import (DataError, ImageArrays, damaged, halves, holdout, id_val_size, on_disk_fingerprint,
+                              reading, require, resolve_data_root)
 from study.data.registry import register_benchmark
 
 CIFAR_SOURCE = "torchvision.datasets.CIFAR10(root, download=True) or https://www.cs.toronto.edu/~kriz/cifar.html"
@@ -33,26 +33,40 @@ def read_cifar10(root: Path, files: list[str]) -> tuple[np.ndarray, np.ndarray, 
     folder = require(root / "cifar-10-batches-py", "CIFAR-10's python batches", CIFAR_SOURCE)
     images, labels = [], []
     for name in files:
-        with open(require(folder / name, "a CIFAR-10 batch", CIFAR_SOURCE), "rb") as f:
-            batch = pickle.load(f, encoding="latin1")
-        images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        path = require(folder / name, "a CIFAR-10 batch", CIFAR_SOURCE)
+        with reading(path, "CIFAR-10 batch", CIFAR_SOURCE):
+            batch = _unpickle(path)
+            data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+            if len(data) != len(batch["labels"]):
+                raise ValueError(f"{len(data)} images but {len(batch['labels'])} labels")
+        images.append(data)
         labels.extend(batch["labels"])
-    with open(require(folder / "batches.meta", "CIFAR-10's class names", CIFAR_SOURCE), "rb") as f:
-        classes = pickle.load(f, encoding="latin1")["label_names"]
+    meta = require(folder / "batches.meta", "CIFAR-10's class names", CIFAR_SOURCE)
+    with reading(meta, "CIFAR-10 class-name file", CIFAR_SOURCE):
+        classes = _unpickle(meta)["label_names"]
     return np.concatenate(images), np.asarray(labels), classes
+
+
+def _unpickle(path: Path) -> dict:
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="latin1")
 
 
 def read_stl10(root: Path, split: str = "test") -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Images [N, 96, 96, 3] uint8, labels 0..9 and class names from STL-10's binary files."""
     folder = require(root / "stl10_binary", "STL-10's binary files", STL_SOURCE)
-    raw = np.fromfile(require(folder / f"{split}_X.bin", "STL-10 images", STL_SOURCE), dtype=np.uint8)
+    images_file, labels_file = folder / f"{split}_X.bin", folder / f"{split}_y.bin"
+    raw = np.fromfile(require(images_file, "STL-10 images", STL_SOURCE), dtype=np.uint8)
     if raw.size % (3 * 96 * 96):
-        raise DataError(f"{folder / f'{split}_X.bin'}: {raw.size} bytes is not a whole number of 3x96x96 images; "
-                        f"get the original from {STL_SOURCE}")
+        raise damaged(images_file, "STL-10 image file", f"{raw.size} bytes is not a whole number of 3x96x96 images",
+                      STL_SOURCE)
     images = raw.reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2).transpose(0, 2, 3, 1)  # stored column-major
-    labels = np.fromfile(require(folder / f"{split}_y.bin", "STL-10 labels", STL_SOURCE), dtype=np.uint8) - 1
+    labels = np.fromfile(require(labels_file, "STL-10 labels", STL_SOURCE), dtype=np.uint8).astype(np.int64) - 1
+    if len(labels) != len(images) or not ((labels >= 0) & (labels < 10)).all():
+        raise damaged(labels_file, "STL-10 label file", f"{len(labels)} labels (1 to 10) expected {len(images)}, one "
+                      f"per image of {images_file.name}", STL_SOURCE)
     classes = require(folder / "class_names.txt", "STL-10's class names", STL_SOURCE).read_text().split()
-    return np.ascontiguousarray(images), labels.astype(np.int64), classes
+    return np.ascontiguousarray(images), labels, classes
 
 
 def stl_to_cifar(images, labels, stl_classes: list[str], cifar_classes: list[str]):
@@ -65,8 +79,13 @@ def stl_to_cifar(images, labels, stl_classes: list[str], cifar_classes: list[str
 
 def read_cifar101(root: Path) -> tuple[np.ndarray, np.ndarray]:
     folder = require(root / "cifar10.1", "CIFAR-10.1 v6's .npy files", CIFAR101_SOURCE)
-    images = np.load(require(folder / "cifar10.1_v6_data.npy", "CIFAR-10.1 images", CIFAR101_SOURCE))
-    labels = np.load(require(folder / "cifar10.1_v6_labels.npy", "CIFAR-10.1 labels", CIFAR101_SOURCE))
+    arrays = []
+    for name, what in (("cifar10.1_v6_data.npy", "CIFAR-10.1 images"),
+                       ("cifar10.1_v6_labels.npy", "CIFAR-10.1 labels")):
+        path = require(folder / name, what, CIFAR101_SOURCE)
+        with reading(path, f"{what} file", CIFAR101_SOURCE):
+            arrays.append(np.load(path))
+    images, labels = arrays
     if images.ndim != 4 or images.shape[1:] != (32, 32, 3) or len(images) != len(labels):
         raise DataError(f"{folder}: expected images [N, 32, 32, 3] and N labels, got {images.shape} and "
                         f"{labels.shape}; get the v6 files from {CIFAR101_SOURCE}")

@@ -7,6 +7,7 @@ data set in its official layout, and never downloads anything unless asked. A mi
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -42,6 +43,24 @@ def require(path: Path, what: str, source: str) -> Path:
     raise DataError(f"{path}: not found ({what} expected here; {found}); get it from {source}")
 
 
+@contextmanager
+def reading(path: Path, what: str, source: str):
+    """Turn whatever a damaged ``path`` makes its reader raise (pickle, numpy, json, pandas) into one line: the
+    file, what is wrong with it, and where to get a fresh copy."""
+    try:
+        yield
+    except DataError:
+        raise
+    except Exception as error:  # every reader raises its own types for a truncated or garbled file
+        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else "no details"
+        raise damaged(path, what, f"{type(error).__name__}: {reason}", source) from None
+
+
+def damaged(path: Path, what: str, problem: str, source: str) -> DataError:
+    return DataError(f"{path}: not a readable {what} ({problem}): the file is damaged or incomplete; get a fresh "
+                     f"copy from {source}")
+
+
 class ImageFiles(Dataset):
     """Images read from files as uint8 tensors [3, H, W], then ``transform``-ed.
 
@@ -63,8 +82,7 @@ class ImageFiles(Dataset):
             image = decode_image(read_file(path), mode=ImageReadMode.RGB)
         except RuntimeError as error:  # torchvision's message: "function, source file:line, what is wrong"
             reason = str(error).split(", ", 2)[-1].split(". ")[0]
-            raise DataError(f"{path}: not a readable image ({reason}); replace it with the file from the data set's "
-                            "original release") from None
+            raise damaged(path, "image", reason, "the data set's original release") from None
         return (self.transform(image) if self.transform else image), self.labels[index]
 
     def subset(self, indices: Sequence[int]) -> "ImageFiles":

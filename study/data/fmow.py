@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from study.data.benchmark import ID_TEST, ID_VAL, TRAIN, Benchmark
-from study.data.files import DataError, ImageFiles, on_disk_fingerprint, require, resolve_data_root
+from study.data.files import DataError, ImageFiles, damaged, on_disk_fingerprint, reading, require, resolve_data_root
 from study.data.registry import register_benchmark
 
 SOURCE = "the WILDS package: wilds.get_dataset('fmow', root_dir=DATA_ROOT, download=True) (https://wilds.stanford.edu)"
@@ -26,12 +26,10 @@ COLUMNS = {"split", "category", "country_code", "timestamp"}
 
 def read_metadata(folder: Path) -> pd.DataFrame:
     """The metadata with each image's path, year, region and WILDS split (train, id_val, id_test, val, test)."""
-    csv = require(folder / "rgb_metadata.csv", "FMoW's metadata", SOURCE)
-    metadata = pd.read_csv(csv)
-    if not COLUMNS <= set(metadata.columns):
-        raise DataError(f"{csv}: columns {sorted(metadata.columns)} lack {sorted(COLUMNS - set(metadata.columns))}; "
-                        f"get the release from {SOURCE}")
-    mapping = pd.read_csv(require(folder / "country_code_mapping.csv", "FMoW's country-to-region table", SOURCE))
+    metadata = read_table(require(folder / "rgb_metadata.csv", "FMoW's metadata", SOURCE), "FMoW metadata file",
+                          COLUMNS)
+    mapping = read_table(require(folder / "country_code_mapping.csv", "FMoW's country-to-region table", SOURCE),
+                         "FMoW country-to-region file", {"alpha-3", "region"})
     regions = dict(zip(mapping["alpha-3"], mapping["region"]))
     metadata["path"] = [folder / "images" / f"rgb_img_{row}.png" for row in metadata.index]
     metadata["region"] = metadata["country_code"].map(regions).fillna("Other")
@@ -44,6 +42,18 @@ def read_metadata(folder: Path) -> pd.DataFrame:
     metadata.loc[(metadata["split"] == "val") & ~before & ~after, "wilds_split"] = "ood_val"
     metadata.loc[(metadata["split"] == "test") & after, "wilds_split"] = "ood_test"
     return metadata
+
+
+def read_table(csv: Path, what: str, columns: set[str]) -> pd.DataFrame:
+    """A CSV of the release, with rows and at least ``columns`` (a copy cut short in its header has neither)."""
+    with reading(csv, what, SOURCE):
+        table = pd.read_csv(csv)
+    if not columns <= set(table.columns):
+        raise damaged(csv, what, f"its columns {sorted(table.columns)} lack {sorted(columns - set(table.columns))}",
+                      SOURCE)
+    if table.empty:
+        raise damaged(csv, what, "no rows", SOURCE)
+    return table
 
 
 @register_benchmark("fmow")

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from study.data.benchmark import TRAIN, Benchmark
+from study.data.files import DataError
 
 FIT = "fit"  # the train split as training sees it (its train transform); ``TRAIN`` is the same images for evaluation
 Item = tuple[str, int, int | None]  # (source, index, augmentation seed)
@@ -92,15 +93,17 @@ def _as_batch(batch):
 
 class Pipeline:
     """A trial's batches: ``train`` for one epoch of shuffled training batches, ``split`` for one evaluation split
-    in order, both as (images, labels) on ``device``, images normalised by ``normalize`` (uint8 in, float out).
+    in order, both as (images, labels) on ``device``, images normalised by ``normalize`` (uint8 in, float out;
+    ``train_normalize`` for training batches where it differs).
 
     ``num_workers`` DataLoader processes decode and transform (0: in this process). ``shard=(rank, world)``: this
     rank's share of every batch of a data-parallel trial (see ``train``).
     """
 
-    def __init__(self, benchmark: Benchmark, *, device="cpu", normalize: Callable | None = None, num_workers: int = 0,
-                 shard: tuple[int, int] = (0, 1)):
-        self.benchmark, self.device, self.normalize, self.shard = benchmark, torch.device(device), normalize, shard
+    def __init__(self, benchmark: Benchmark, *, device="cpu", normalize: Callable | None = None,
+                 train_normalize: Callable | None = None, num_workers: int = 0, shard: tuple[int, int] = (0, 1)):
+        self.benchmark, self.device, self.shard = benchmark, torch.device(device), shard
+        self.normalize, self.train_normalize = normalize, train_normalize or normalize
         sources = dict(benchmark.splits)
         sources[FIT] = benchmark.training_split()
         self.plan = BatchPlan()
@@ -121,23 +124,33 @@ class Pipeline:
         seeds = torch.randint(2**62, (size,), generator=generator)
         kept = size // (batch_size * world) * batch_size * world
         mine = [(FIT, i, s) for i, s in zip(order[:kept][rank::world].tolist(), seeds[:kept][rank::world].tolist())]
-        return self._run([mine[k:k + batch_size] for k in range(0, len(mine), batch_size)])
+        return self._run([mine[k:k + batch_size] for k in range(0, len(mine), batch_size)], self.train_normalize)
 
     def split(self, name: str, *, batch_size: int = 512) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Split ``name`` in its order (this rank's every ``world``-th example), with its evaluation transform."""
         rank, world = self.shard
         mine = [(name, i, None) for i in range(rank, len(self.benchmark.splits[name]), world)]
-        return self._run([mine[k:k + batch_size] for k in range(0, len(mine), batch_size)])
+        return self._run([mine[k:k + batch_size] for k in range(0, len(mine), batch_size)], self.normalize)
 
-    def _run(self, batches: list[list[Item]]):
+    def _run(self, batches: list[list[Item]], normalize: Callable | None):
         self.plan.batches = batches
-        for images, labels in self.loader:
-            yield self.to_device(images), labels.to(self.device, non_blocking=True)
+        for images, labels in one_line_errors(self.loader):
+            yield self.to_device(images, normalize), labels.to(self.device, non_blocking=True)
 
-    def to_device(self, images: torch.Tensor) -> torch.Tensor:
+    def to_device(self, images: torch.Tensor, normalize: Callable | None = None) -> torch.Tensor:
         """Copy a batch to the device (image batches channels-last: faster convolutions on CPU, tensor cores on
-        GPU) and normalise it there."""
+        GPU) and normalise it there (by ``normalize``, default the evaluation one)."""
         images = images.to(self.device, non_blocking=True)
         if images.dim() == 4:
             images = images.contiguous(memory_format=torch.channels_last)
-        return self.normalize(images) if self.normalize is not None else images
+        normalize = normalize or self.normalize
+        return normalize(images) if normalize is not None else images
+
+
+def one_line_errors(batches):
+    """``batches``, with a ``DataError`` raised in a DataLoader worker re-raised as its own one line (the DataLoader
+    wraps it in the worker's traceback)."""
+    try:
+        yield from batches
+    except DataError as error:
+        raise DataError(str(error).strip().splitlines()[-1].split("DataError: ", 1)[-1]) from None

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from study.cache import cache_root, cached, content_hash
 from study.data import Benchmark, Pipeline
+from study.data.protocol import Inputs, inputs_for
 from study.methods.evaluation import prepare_model
 from study.models import Backbone, create_backbone, features
 
@@ -43,38 +44,41 @@ def extract(backbone: Backbone, data: Pipeline, *, batch_size: int = 512, progre
     return out
 
 
-def feature_file(backbone: Backbone, benchmark: Benchmark, cache_dir=None) -> Path:
-    """Where the features of ``backbone`` on ``benchmark`` (with its current transform) are cached."""
-    key = content_hash("features", backbone.fingerprint, benchmark.fingerprint, repr(backbone.transform),
-                       repr(backbone.normalize), "channels_last")
+def feature_file(backbone: Backbone, benchmark: Benchmark, inputs: Inputs, cache_dir=None) -> Path:
+    """Where the features of ``backbone`` on ``benchmark`` through ``inputs`` (their test side) are cached."""
+    key = content_hash("features", backbone.fingerprint, benchmark.fingerprint, inputs.key(), "channels_last")
     return cache_root(cache_dir) / "features" / f"{backbone.name}-{benchmark.name}-{key}.pt"
 
 
-def cached_features(backbone: Backbone, benchmark: Benchmark, *, cache_dir=None, device="cpu", num_workers: int = 0,
-                    progress: bool = False) -> Path:
-    """``extract`` into the cache, unless the features are there already; returns their file."""
-    file = feature_file(backbone, benchmark, cache_dir)
+def cached_features(backbone: Backbone, benchmark: Benchmark, inputs: Inputs, *, cache_dir=None, device="cpu",
+                    num_workers: int = 0, progress: bool = False) -> Path:
+    """``extract`` into the cache (every split through ``inputs``' test transform), unless the features are there
+    already; returns their file."""
+    file = feature_file(backbone, benchmark, inputs, cache_dir)
 
     def compute():
-        data = Pipeline(benchmark, device=device, normalize=backbone.normalize, num_workers=num_workers)
+        benchmark.set_transform(inputs.test)
+        data = Pipeline(benchmark, device=device, normalize=inputs.normalize, num_workers=num_workers)
         return {split: {"x": x, "y": y} for split, (x, y) in extract(backbone, data, progress=progress).items()}
 
     cached(file, compute, load=False)
     return file
 
 
-def prepare_features(benchmark: Benchmark, backbone: str, *, cache_dir=None, weights=None, device="cpu",
-                     num_workers: int = 0, progress: bool = False) -> dict:
+def prepare_features(benchmark: Benchmark, backbone: str, *, transforms: str = "paper", cache_dir=None, weights=None,
+                     device="cpu", num_workers: int = 0, progress: bool = False) -> dict:
     """A study's one extraction: build (pretrain, where it is the embedded one) ``backbone`` and cache its features
-    of ``benchmark``. Returns where they are and what they were made from: {"file", "fingerprints", "extracted"
-    (False: they were cached already), "seconds", "device"}."""
+    of ``benchmark`` (through the inputs ``transforms`` selects: see ``study.data.protocol``). Returns where they
+    are and what they were made from: {"file", "fingerprints", "extracted" (False: they were cached already),
+    "seconds", "device"}."""
     start = time.perf_counter()
     encoder = create_backbone(backbone, num_classes=benchmark.num_classes, cache_dir=cache_dir, progress=progress,
                               weights=weights)
-    benchmark.set_transform(encoder.transform)
-    file = feature_file(encoder, benchmark, cache_dir)
+    inputs = inputs_for(benchmark.name, encoder, transforms)
+    file = feature_file(encoder, benchmark, inputs, cache_dir)
     extracted = not file.exists()
-    cached_features(encoder, benchmark, cache_dir=cache_dir, device=device, num_workers=num_workers, progress=progress)
+    cached_features(encoder, benchmark, inputs, cache_dir=cache_dir, device=device, num_workers=num_workers,
+                    progress=progress)
     return {"file": str(file), "fingerprints": {"benchmark": benchmark.fingerprint, "backbone": encoder.fingerprint},
             "extracted": extracted, "seconds": round(time.perf_counter() - start, 2), "device": str(device)}
 

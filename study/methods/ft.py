@@ -25,7 +25,7 @@ def fine_tune(model: nn.Module, data: Pipeline, *, lr: float, epochs: int, batch
               momentum: float = 0.9, weight_decay: float = 0.0, seed: int = 0, freeze_bn: bool = False,
               resume: dict | None = None, extras: dict | None = None, eval_batch_size: int = 512,
               reference: Features | None = None, wise_alphas: Sequence[float] = (),
-              precision: str = "fp32") -> Iterator[EpochResult]:
+              precision: str = "fp32", schedule: str = "epoch") -> Iterator[EpochResult]:
     """Fine-tune ``model`` (its head already set) for ``epochs`` epochs on ``data`` (its device, its workers),
     yielding one result per epoch.
 
@@ -35,6 +35,8 @@ def fine_tune(model: nn.Module, data: Pipeline, *, lr: float, epochs: int, batch
     Only parameters that require gradients are trained (LoRA freezes the rest). With ``wise_alphas``, the last
     result also holds the WiSE-FT curve between the starting weights and the final ones (``result.wise``).
     ``precision="bf16"`` trains under bfloat16 autocast (evaluation stays in float32, so metrics are comparable).
+    ``schedule``: the cosine learning-rate schedule stepped once per epoch over ``epochs`` (the official code's
+    ``CosineAnnealingLR(T_max=epochs)``: epoch 1 at ``lr``), or per batch (``"step"``) over every step.
     """
     extras = dict(extras or {})
     rank, world = rank_and_world()
@@ -51,12 +53,14 @@ def fine_tune(model: nn.Module, data: Pipeline, *, lr: float, epochs: int, batch
     scored_ends = {}  # WiSE-FT's alpha 0 is the start and alpha 1 the final model: their scores are reused
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
+    per_step = schedule == "step"
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer,
+                                                        T_max=epochs * steps_per_epoch if per_step else epochs)
     start = 0
     if resume is not None:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
-        schedule.load_state_dict(resume["schedule"])
+        cosine.load_state_dict(resume["schedule"])
         start, extras = resume["epoch"], resume.get("extras", extras)
     else:
         first = score(0, None, extras)
@@ -77,8 +81,11 @@ def fine_tune(model: nn.Module, data: Pipeline, *, lr: float, epochs: int, batch
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            schedule.step()
+            if per_step:
+                cosine.step()
             loss_sum += loss.detach()
+        if not per_step:
+            cosine.step()
         train_loss = all_reduce_sum(loss_sum) / (steps_per_epoch * world)
         check_finite(train_loss, epoch)  # one sync per epoch; a NaN stays NaN through the sum
         result = score(epoch, train_loss.item(), extras)
@@ -87,7 +94,7 @@ def fine_tune(model: nn.Module, data: Pipeline, *, lr: float, epochs: int, batch
             result.wise = wise_curve(model, start_weights, data, wise_alphas, scored=scored_ends,
                                      batch_size=eval_batch_size)
         result.state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "schedule": schedule.state_dict(), "epoch": epoch, "extras": extras}
+                        "schedule": cosine.state_dict(), "epoch": epoch, "extras": extras}
         yield result
 
 

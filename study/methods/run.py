@@ -8,6 +8,7 @@ import torch
 
 from study.config import METHODS
 from study.data import Benchmark, Pipeline
+from study.data.protocol import inputs_for
 from study.methods.distributed import rank_and_world
 from study.methods.evaluation import EpochResult
 from study.methods.features import load_features
@@ -23,7 +24,8 @@ FINE_TUNING = tuple(method for method in METHODS if method != "lp")  # those tha
 def run_method(method: str, hparams: dict, *, data: Benchmark, features_file: str | os.PathLike, backbone: str,
                seed: int, lp_grid: tuple[str, Sequence[float]] = ("l2", ()), head: tuple[str, Sequence[float]] = ("l2", ()),
                cache_dir=None, weights=None, device="cpu", resume: dict | None = None, num_workers: int = 0,
-               wise_alphas: Sequence[float] = (), precision: str = "fp32") -> Iterator[EpochResult]:
+               wise_alphas: Sequence[float] = (), precision: str = "fp32", schedule: str = "epoch",
+               transforms: str = "paper") -> Iterator[EpochResult]:
     """Yield ``method``'s per-epoch results for one hyper-parameter setting and seed, on ``device``.
 
     ``data`` is the study's benchmark and ``features_file`` the pretrained encoder's features of it (LP's inputs,
@@ -31,8 +33,9 @@ def run_method(method: str, hparams: dict, *, data: Benchmark, features_file: st
     study. The seed fixes the new head's initialisation and the order of the training data. LP's strength is
     ``hparams["l2"]`` or ``hparams["C"]``; ``lp_grid`` is the study's whole LP grid, solved as one cached path.
     ``head`` is the LP stage of LP-FT and LP-LoRA: ("l2", values) or ("C", values). LoRA's ``rank`` and ``scale``
-    are in ``hparams``. ``num_workers``: DataLoader processes. ``wise_alphas`` and ``precision``: see
-    ``fine_tune``.
+    are in ``hparams``. ``num_workers``: DataLoader processes. ``wise_alphas``, ``precision`` and ``schedule``:
+    see ``fine_tune``. ``transforms``: the paper's inputs for its benchmarks, or the backbone's
+    (``study.data.protocol``).
     """
     if method not in METHODS:
         raise KeyError(f"unknown method {method!r}")
@@ -44,11 +47,12 @@ def run_method(method: str, hparams: dict, *, data: Benchmark, features_file: st
         return
     torch.manual_seed(seed)
     encoder = create_backbone(backbone, num_classes=data.num_classes, cache_dir=cache_dir, weights=weights)
-    data.set_transform(encoder.transform)
-    pipeline = Pipeline(data, device=device, normalize=encoder.normalize, num_workers=num_workers,
-                        shard=rank_and_world())
+    inputs = inputs_for(data.name, encoder, transforms)
+    data.set_transform(inputs.test, train=inputs.train)
+    pipeline = Pipeline(data, device=device, normalize=inputs.normalize, train_normalize=inputs.train_normalize,
+                        num_workers=num_workers, shard=rank_and_world())
     common = dict(seed=seed, resume=resume, reference=features, wise_alphas=wise_alphas, precision=precision,
-                  **hparams)
+                  schedule=schedule, **hparams)
     if method == "ft":
         yield from fine_tune(encoder.model, pipeline, **common)
     elif method == "lora":

@@ -8,7 +8,8 @@
   hub files and OpenAI / OpenCLIP state dicts both load. The new head replaces CLIP's projection.
 
 Every checkpoint is read with ``torch.load(weights_only=True)``. Each backbone brings its own eval transform (size,
-crop, interpolation, normalisation), used by LP and FT alike.
+crop, interpolation, normalisation): what a benchmark without the paper's protocol (``study.data.protocol``) is
+read with.
 """
 from __future__ import annotations
 
@@ -93,9 +94,10 @@ def resnet50_moco(*, num_classes: int, weights=None, cache_dir=None, progress: b
                     weights_fingerprint("resnet50-moco", weights))
 
 
-def timm_backbone(name: str, timm_name: str, num_classes: int, weights=None) -> Backbone:
+def timm_backbone(name: str, timm_name: str, num_classes: int, weights=None, crop_pct: float | None = None) -> Backbone:
     """timm's ``timm_name`` with its pretrained weights: from the local file ``weights`` where given (through timm's
-    loader and its converter for the original format), else from timm's hub."""
+    loader and its converter for the original format), else from timm's hub. Its eval transform is timm's for the
+    model, with ``crop_pct`` instead of timm's where given."""
     what, source = f"{timm_name} checkpoint", f"https://huggingface.co/timm/{timm_name}"
     # timm reads the file itself (torch.load with weights_only=True) and converts OpenAI / OpenCLIP layouts.
     overlay = {"file": str(require_file(weights, what, source).resolve())} if weights is not None else None
@@ -107,17 +109,23 @@ def timm_backbone(name: str, timm_name: str, num_classes: int, weights=None) -> 
         raise WeightsError(f"the Hugging Face Hub (timm/{timm_name}): could not load {timm_name}'s weights "
                            f"({type(error).__name__}); pass backbone_weights: PATH to its checkpoint") from None
     config = resolve_data_config({}, model=model)  # timm's eval transform for the model, rebuilt on uint8 tensors
-    transform = eval_transform(config["input_size"][-1], crop_pct=config["crop_pct"],
+    transform = eval_transform(config["input_size"][-1], crop_pct=crop_pct or config["crop_pct"],
                                interpolation=config["interpolation"])
     return Backbone(name, model, transform, TensorNormalize(config["mean"], config["std"]),
                     weights_fingerprint(timm_name, weights))
 
 
+# CLIP's own preprocessing (and the official ImageNet config's): the short side resized to 224, bicubic, then a
+# 224 centre crop, CLIP's statistics. timm's default for these models crops 0.9 of a 248-pixel resize instead.
+CLIP_CROP_PCT = 1.0
+
+
 @register_backbone("clip-rn50")
 def clip_rn50(*, num_classes: int, weights=None, cache_dir=None, progress: bool = False) -> Backbone:
-    return timm_backbone("clip-rn50", "resnet50_clip.openai", num_classes, weights)
+    return timm_backbone("clip-rn50", "resnet50_clip.openai", num_classes, weights, crop_pct=CLIP_CROP_PCT)
 
 
 @register_backbone("clip-vit-b16")
 def clip_vit_b16(*, num_classes: int, weights=None, cache_dir=None, progress: bool = False) -> Backbone:
-    return timm_backbone("clip-vit-b16", "vit_base_patch16_clip_224.openai", num_classes, weights)
+    return timm_backbone("clip-vit-b16", "vit_base_patch16_clip_224.openai", num_classes, weights,
+                         crop_pct=CLIP_CROP_PCT)

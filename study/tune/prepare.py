@@ -79,7 +79,8 @@ def _extract(study: StudyConfig, benchmark: Benchmark, workers: int, progress: b
     def work():
         try:
             with contextlib.redirect_stderr(_QueueStream(written)):
-                outcome["value"] = prepare_features(benchmark, study.backbone, cache_dir=study.cache_dir,
+                outcome["value"] = prepare_features(benchmark, study.backbone, transforms=study.transforms,
+                                                    cache_dir=study.cache_dir,
                                                     weights=study.backbone_weights, device=device,
                                                     num_workers=workers, progress=progress)
         except BaseException as error:  # re-raised below, in the task itself

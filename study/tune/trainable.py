@@ -67,7 +67,8 @@ def report_epochs(spec: TrialSpec, study: StudyConfig, data: Benchmark, features
                          backbone=study.backbone, seed=spec.seed, lp_grid=study.lp_grid, head=study.lpft_head,
                          cache_dir=study.cache_dir, weights=study.backbone_weights, device=device, resume=resume,
                          num_workers=default_workers(data, threads) if workers < 0 else workers,
-                         wise_alphas=study.wise_alphas, precision=study.precision)
+                         wise_alphas=study.wise_alphas, precision=study.precision, schedule=study.schedule,
+                         transforms=study.transforms)
     try:
         for result in results:
             metrics = result.flat() | {"device": str(device)}
