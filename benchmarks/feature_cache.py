@@ -18,6 +18,7 @@ import torch
 
 from study.config import load_config
 from study.data import create_benchmark
+from study.data.protocol import inputs_for
 from study.methods import cached_features, load_features
 from study.models import create_backbone
 from study.tune.spaces import trial_count
@@ -37,8 +38,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         data = create_benchmark(study.benchmark, cache_dir=cache)
         encoder = create_backbone(study.backbone, num_classes=data.num_classes, cache_dir=cache, progress=True)
-        data.set_transform(encoder.transform)
-        extract_s, file = timed(lambda: cached_features(encoder, data, cache_dir=cache))
+        inputs = inputs_for(data.name, encoder, study.transforms)
+        extract_s, file = timed(lambda: cached_features(encoder, data, inputs, cache_dir=cache))
         reads = [timed(lambda: {split: x.sum() for split, (x, _) in load_features(file).items()})[0]
                  for _ in range(5)]
         files = list((Path(cache) / "features").glob("*.pt"))

@@ -66,9 +66,10 @@ def test_path_runs_strong_to_weak_and_picks_first_maximum(features, glyphs):
 
 def test_the_warm_path_gives_what_one_cold_solve_per_strength_gives(features, glyphs):
     """The paper's 50 values of C, solved as one warm-started path and each alone from zero: the same selected
-    strength, and the same accuracy on every split to 0.05 pp on average. Single strengths may differ by up to
-    three images (0.25 pp of these 800-1,200-image splits): both solves stop at the same tolerance, from different
-    starts, and an image on a decision boundary can fall either way."""
+    strength, and the same accuracy on every split to 0.05 pp on average. Single strengths may differ by a few
+    images (measured: up to 3 on one CPU, 5 on another, of these 800-1,200-image splits, at the weakest strengths):
+    both solves stop at the same tolerance, from different starts, and images on a decision boundary can fall
+    either way."""
     l2_values = to_l2("C", PAPER_C, features)
     path = fit_path(features, l2_values, glyphs.num_classes)
     cold = [fit_path(features, [fit.l2], glyphs.num_classes)[0] for fit in path]
@@ -77,7 +78,7 @@ def test_the_warm_path_gives_what_one_cold_solve_per_strength_gives(features, gl
         for split in ("id_val", "id_test", "recolour_test", "texture_test"):
             x, y = features[split]
             gaps.append(abs(score(warm_fit.head.logits(x), y)["acc"] - score(cold_fit.head.logits(x), y)["acc"]))
-    assert max(gaps) <= 0.25 + 1e-9 and sum(gaps) / len(gaps) <= 0.05, (max(gaps), sum(gaps) / len(gaps))
+    assert max(gaps) <= 0.5 + 1e-9 and sum(gaps) / len(gaps) <= 0.05, (max(gaps), sum(gaps) / len(gaps))
     assert best_fit(features, path).l2 == best_fit(features, cold).l2
     assert sum(fit.iterations for fit in path) < sum(fit.iterations for fit in cold) / 3, "warm starts save work"
 

@@ -105,14 +105,16 @@ def write_fixture(name: str, root, tmp_path):
         write_fmow(root, [("train", c, "BRA", 2010) for c in ("airport", "zoo") * 5] +
                    [("val", "zoo", "BRA", 2011), ("test", "airport", "BRA", 2012)] +
                    [(s, "zoo", country, year) for country in ("KEN", "FRA") for s, year in (("val", 2014), ("test", 2016))])
-    elif name in ("living17", "entity30"):
+    elif name == "living17":
         write_breeds(root, *breeds_world(), images=(1, 1))
     else:
         write_imagenet(root, ["n00000001", "n00000002", "n00000003"], r_and_a=["n00000002"])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(PAPER))
+# Entity-30 runs the code Living-17 runs (BREEDS, MoCo, the same transforms) on a world of 240 ImageNet classes: too
+# slow for the suite at 224 px on a CPU; its loading is checked in test_loaders and its protocol above.
+@pytest.mark.parametrize("name", sorted(set(PAPER) - {"entity30"}))
 def test_preset_runs_its_first_epoch_of_lp_and_ft_on_official_files(name, tmp_path, cache_dir, moco_checkpoint):
     root = tmp_path / "data"
     write_fixture(name, root, tmp_path)
