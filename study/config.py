@@ -211,7 +211,8 @@ def parse_config(raw: dict) -> StudyConfig:
         raise ConfigError(problems)
     return StudyConfig(name=name, benchmark=benchmark, backbone=backbone, seeds=tuple(seeds), methods=methods,
                        lpft_head=(head_kind, head_values), wise_alphas=wise_alphas, precision=precision,
-                       schedule=schedule, transforms=transforms, search=search, resources=resources, max_failures=max_failures,
+                       schedule=schedule, transforms=transforms, search=search, resources=resources,
+                       max_failures=max_failures,
                        results_dir=results_dir, storage=storage, data_root=data_root,
                        backbone_weights=backbone_weights,
                        cache_dir=Path(cache_dir) if cache_dir else None, tracking_uri=tracking_uri,

@@ -59,6 +59,8 @@ def test_quickstart_is_the_paper_protocol_shape():
     ("name: x\nmethods: {lp: {}}\nresources: {lp_gpus: 2}", "resources.lp_gpus", "at most 1"),
     ("name: x\nmethods: {ft: {}}\nresources: {cpus_per_trial: 1}", "resources.cpus_per_trial", "unknown key"),
     ("name: x\nmethods: {ft: {}}\nprecision: fp16", "precision", "not one of fp32, bf16"),
+    ("name: x\nmethods: {ft: {}}\nschedule: batch", "schedule", "not one of epoch, step"),
+    ("name: x\nmethods: {ft: {}}\ntransforms: timm", "transforms", "not one of paper, backbone"),
     ("name: x\nmethods: {ft: {}}\nmax_failures: -1", "max_failures", "0 or more"),
     ("name: x\nmethods: {lp: {l2: [0.1], C: [1.0]}}", "methods.lp", "give l2 or C, not both"),
 ])
