@@ -6,12 +6,14 @@ reports and plots are functions of this table alone.
 
 Columns: study, trial_id, method, seed, one column per hyper-parameter (NaN where a method has none), epoch,
 split, accuracy (percent), loss, ece (percent), brier, feature_change and feature_cosine (FT and LP-FT: the change of
-the encoder's features from the pretrained ones), reliability (the calibration bins, a list of 45 sums; see
+the encoder's features from the pretrained ones), mse (a regression study's squared error, which it is selected
+and reported by), reliability (the calibration bins, a list of 45 sums; see
 ``study.methods.metrics``), the same calibration columns after temperature scaling (``*_ts``), one column per extra
 metric (e.g. head_norm), outcome (running | finished | diverged | failed). The train split's row holds only its loss.
 
 FT-like trials also score WiSE-FT's interpolations after their last epoch: those rows go to a second table,
-``wise.parquet/`` (one row per trial, alpha and split: the same identity columns, epoch, alpha, split, accuracy).
+``wise.parquet/`` (one row per trial, alpha and split: the same identity columns, epoch, alpha, split, accuracy or
+mse).
 """
 from __future__ import annotations
 
@@ -51,8 +53,8 @@ def wise_rows_from_report(report: dict, *, study: str, trial_id: str, method: st
     rows = []
     for key, value in report.items():
         if key.startswith(WISE_PREFIX):
-            alpha, split, _ = key[len(WISE_PREFIX):].split("/")
-            rows.append({**base, "alpha": float(alpha), "split": split, "accuracy": value})
+            alpha, split, metric = key[len(WISE_PREFIX):].split("/")
+            rows.append({**base, "alpha": float(alpha), "split": split, METRIC_COLUMNS.get(metric, metric): value})
     return rows
 
 

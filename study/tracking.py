@@ -117,7 +117,7 @@ class StudyTracker:
 
     def last_logged_epoch(self, run_id: str) -> int:
         """The last epoch a child run has metrics for (-1 if none): a resumed trial logs only later ones."""
-        history = self.client.get_metric_history(run_id, "id_val/acc")
+        history = self.client.get_metric_history(run_id, "id_val/loss")
         return max((metric.step for metric in history), default=-1)
 
     def log_epoch(self, run_id: str, metrics: dict[str, float], epoch: int, timestamp_ms: int,

@@ -7,7 +7,7 @@ from sklearn.linear_model import LogisticRegression
 
 from conftest import features_of
 from study.methods import best_fit, cached_path, fit_path, linear_probe
-from study.methods.lp import path_file, scalar_standardizer, to_l2
+from study.methods.lp import path_file, ridge_path, scalar_standardizer, to_l2
 from study.methods.metrics import score
 
 PAPER_C = np.logspace(-7, 2, 50).tolist()  # the paper's grid of sklearn's C
@@ -108,3 +108,20 @@ def test_lp_solves_on_the_gpu_as_on_the_cpu(features, glyphs):
     on_cpu = next(linear_probe(features, l2=1e-3, num_classes=glyphs.num_classes))
     for split, values in on_cpu.splits.items():
         assert on_gpu.splits[split]["acc"] == pytest.approx(values["acc"], abs=0.1), split
+
+
+@pytest.mark.parametrize("l2", [1e-6, 1e-2])
+def test_the_regression_probe_is_sklearns_ridge(l2):
+    """On a regression benchmark LP is ridge regression: mean squared error + l2 ||w||^2, the bias unpenalised,
+    which is sklearn's ``Ridge(alpha = l2 * n)``."""
+    from sklearn.linear_model import Ridge
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 8, generator=generator) * torch.linspace(0.1, 3, 8) + 2.0
+    y = x @ torch.randn(8, generator=generator) + 0.1 * torch.randn(300, generator=generator) - 1.0
+    features = {"train": (x, y), "id_val": (x[:50], y[:50])}
+    (fit,) = ridge_path(features, [l2])
+    reference = Ridge(alpha=l2 * len(y), tol=1e-12).fit(x.double().numpy(), y.double().numpy())
+    assert fit.head.weight[0].numpy() == pytest.approx(reference.coef_, rel=1e-4, abs=1e-5)
+    assert fit.head.bias.item() == pytest.approx(reference.intercept_, rel=1e-4, abs=1e-5)
+    assert fit.train_loss == pytest.approx(((reference.predict(x.double().numpy()) - y.numpy()) ** 2).mean(), rel=1e-4)

@@ -12,6 +12,9 @@
 - ``reliability.png``: reliability diagrams of the selected models, ID test and the OOD tests pooled, before and
   after temperature scaling.
 - ``wise_ft.png``: the WiSE-FT curves, ID test vs OOD average as alpha goes from 0 to 1.
+
+A regression study (the toy with the squared loss) gets the figures that do not need accuracy or confidence:
+``error_per_epoch.png`` (its mean squared error), ``feature_change.png`` and ``sensitivity.png``.
 """
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from study.analysis.report import METHOD_NAMES as NAMES  # noqa: E402
-from study.analysis.selection import OOD_AVG, ood_splits, per_configuration, selected_rows  # noqa: E402
+from study.analysis.selection import (ACCURACY, OOD_AVG, headline, ood_splits, per_configuration,  # noqa: E402
+                                      selected_rows)
 from study.config import METHODS  # noqa: E402
 from study.methods.metrics import ECE_BINS  # noqa: E402
 
@@ -68,14 +72,14 @@ def effective_robustness(table: pd.DataFrame, report: dict, folder: Path) -> Pat
 
 
 def _per_epoch(table: pd.DataFrame, report: dict, part: str) -> pd.DataFrame:
-    """Accuracy per epoch (>= 1) of each method's ID-val-selected configuration, mean over seeds: ID and the OOD
-    average of one ``part`` (val or test)."""
+    """The headline metric per epoch (>= 1) of each method's ID-val-selected configuration, mean over seeds: ID and
+    the OOD average of one ``part`` (val or test)."""
     ood = ood_splits(table, part)
     rows = table[table["split"].isin([f"id_{part}", *ood]) & (table["epoch"] >= 1)]
     curves = []
     for method, pick in report["chosen"]["id_val"].items():
         wide = rows[rows["trial_id"].isin(pick["trial_ids"])].pivot_table(index="epoch", columns="split",
-                                                                         values="accuracy")
+                                                                         values=headline(table).column)
         curves.append(pd.DataFrame({"method": method, "epoch": wide.index, f"id_{part}": wide[f"id_{part}"].values,
                                     f"ood_{part}_avg": wide[ood].mean(axis=1).values}))
     return pd.concat(curves, ignore_index=True)
@@ -113,11 +117,15 @@ def accuracy_per_epoch(table: pd.DataFrame, report: dict, folder: Path) -> Path:
 
 
 def error_per_epoch(table: pd.DataFrame, report: dict, folder: Path) -> Path:
-    data = _per_epoch(table, report, "test")
-    data = data.assign(id_test_error=100 - data["id_test"], ood_test_error=100 - data["ood_test_avg"])
+    data, measure = _per_epoch(table, report, "test"), headline(table)
+    if measure == ACCURACY:
+        data = data.assign(id_test_error=100 - data["id_test"], ood_test_error=100 - data["ood_test_avg"])
+    else:
+        data = data.assign(id_test_error=data["id_test"], ood_test_error=data["ood_test_avg"])
     data.to_csv(folder / "error_per_epoch.csv", index=False)
     figure, axes = _id_and_ood_curves(data, ("id_test_error", "ood_test_error"))
-    axes[0].set(title="ID test", xlabel="epoch", ylabel="error (%, log scale)", yscale="log")
+    unit = "error (%, log scale)" if measure == ACCURACY else "mean squared error (log scale)"
+    axes[0].set(title="ID test", xlabel="epoch", ylabel=unit, yscale="log")
     axes[1].set(title="OOD test average", xlabel="epoch", yscale="log")
     figure.suptitle("Test error per epoch of the configurations selected by ID val (mean over seeds)")
     return _save(figure, folder / "error_per_epoch.png")
@@ -162,7 +170,7 @@ def sensitivity(table: pd.DataFrame, folder: Path) -> Path | None:
             axis.plot(group[name], group[column], style, color=COLOURS.get(method),
                       label="ID val" if column == "id_val" else "OOD test avg")
         axis.set(xscale="log", xlabel=name, title=NAMES.get(method, method))
-    axes[0][0].set_ylabel("accuracy (%), epoch picked by ID val")
+    axes[0][0].set_ylabel(f"{headline(table).label.lower()}, epoch picked by ID val")
     axes[0][0].legend()
     figure.suptitle("Hyper-parameter sensitivity (mean over seeds)")
     return _save(figure, folder / "sensitivity.png")
@@ -256,6 +264,9 @@ def _save(figure, path: Path) -> Path:
 
 def draw_all(table: pd.DataFrame, report: dict, folder: Path) -> list[Path]:
     """Every figure the table supports, written into ``folder``; returns their paths."""
+    if headline(table) != ACCURACY:
+        paths = [error_per_epoch(table, report, folder), feature_change(report, folder), sensitivity(table, folder)]
+        return [path for path in paths if path is not None]
     paths = [effective_robustness(table, report, folder), accuracy_per_epoch(table, report, folder),
              error_per_epoch(table, report, folder), feature_change(report, folder), sensitivity(table, folder),
              reliability(table, report, folder), wise_ft(report, folder)]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from study.analysis.selection import OOD_AVG, RULES, Selection, metric_of, ood_splits, select, wise_of
+from study.analysis.selection import OOD_AVG, RULES, Selection, headline, metric_of, ood_splits, select, wise_of
 from study.config import METHODS
 from study.results import hparam_columns, read_wise_table
 
@@ -42,12 +42,14 @@ def selections(table: pd.DataFrame) -> dict[str, dict[str, Selection]]:
 
 
 def summary(table: pd.DataFrame, wise: pd.DataFrame | None = None) -> dict:
-    """The report as one JSON-able object (accuracies in percent). ``wise``: the study's WiSE-FT table, if any."""
+    """The report as one JSON-able object (accuracies in percent; ``metric`` names what the tables hold).
+    ``wise``: the study's WiSE-FT table, if any."""
     chosen = selections(table)
     curves = {} if wise is None else {method: curve for method, s in chosen["id_val"].items()
                                       if (curve := wise_of(s, wise, table)) is not None}
     return {
         "study": str(table["study"].iloc[0]),
+        "metric": headline(table).column,
         "trials": trial_counts(table),
         "selection": {rule: {method: s.splits for method, s in picks.items()} for rule, picks in chosen.items()},
         "chosen": {rule: {method: {"config": s.config, "epoch": s.epoch, "criterion": s.criterion,
@@ -65,10 +67,10 @@ def markdown(table: pd.DataFrame, report: dict) -> str:
     """Tables of mean ± std over seeds, one per selection rule."""
     tests = ood_splits(table, "test")
     columns = ["id_test", *tests, OOD_AVG]
-    counts = report["trials"]
+    counts, measure = report["trials"], headline(table)
     lines = [f"# Study `{report['study']}`", "",
              f"Trials: {counts['total']} ({counts['finished']} finished, {counts['diverged']} diverged, "
-             f"{counts['failed']} failed). Accuracy in %, mean ± sample std over seeds (n = seeds).", ""]
+             f"{counts['failed']} failed). {measure.label}, mean ± sample std over seeds (n = seeds).", ""]
     for rule in RULES:
         lines += [f"## {RULE_TITLES[rule]}", "",
                   "| method | " + " | ".join(columns) + " | n | chosen (epoch) |",
@@ -77,26 +79,35 @@ def markdown(table: pd.DataFrame, report: dict) -> str:
             chosen = report["chosen"][rule][method]
             searched = _searched(table, method)
             config = ", ".join(f"{k}={_short(v)}" for k, v in chosen["config"].items() if k in searched)
-            cells = [f"{splits[c]['mean']:.1f} ± {splits[c]['std']:.1f}" for c in columns]
+            cells = [_mean_std(splits[c], measure.column) for c in columns]
             lines.append(f"| {METHOD_NAMES.get(method, method)} | " + " | ".join(cells) +
                          f" | {splits['id_test']['n']} | {config} ({chosen['epoch']}) |")
         lines.append("")
-    lines += _analysis_tables(report, columns) + _wise_table(report)
+    lines += _analysis_tables(report, columns) + _wise_table(report, measure)
     return "\n".join(lines)
 
 
-def _wise_table(report: dict) -> list[str]:
-    """WiSE-FT: ID test and OOD average accuracy along the interpolation, per method."""
+def _mean_std(values: dict, metric: str) -> str:
+    return f"{_number(values['mean'], metric)} ± {_number(values['std'], metric)}"
+
+
+def _number(value: float, metric: str) -> str:
+    """Accuracies with one decimal (percent); squared errors, which span decades, with three significant digits."""
+    return f"{value:.1f}" if metric == "accuracy" else f"{value:.3g}"
+
+
+def _wise_table(report: dict, measure) -> list[str]:
+    """WiSE-FT: ID test and OOD average accuracy (or squared error) along the interpolation, per method."""
     curves = report["wise"]
     if not curves:
         return []
     lines = ["## WiSE-FT: weights interpolated from the starting model (alpha 0) to the fine-tuned one (alpha 1)", "",
              "The ID-val-selected configuration of each method, interpolating to its trials' final weights. "
-             "ID test / OOD test average, %, mean over seeds.", "",
+             f"ID test / OOD test average ({measure.label.lower()}), mean over seeds.", "",
              "| alpha | " + " | ".join(METHOD_NAMES.get(m, m) for m in curves) + " |", "|---" * (len(curves) + 1) + "|"]
     for index, alpha in enumerate(point["alpha"] for point in next(iter(curves.values()))):
-        cells = [f"{curve[index]['id_test']['mean']:.1f} / {curve[index][OOD_AVG]['mean']:.1f}"
-                 for curve in curves.values()]
+        cells = [f"{_number(curve[index]['id_test']['mean'], measure.column)} / "
+                 f"{_number(curve[index][OOD_AVG]['mean'], measure.column)}" for curve in curves.values()]
         lines.append(f"| {alpha:g} | " + " | ".join(cells) + " |")
     return lines + [""]
 

@@ -10,6 +10,9 @@ the highest wins, ties going to the first configuration in table order and then 
 configurations whose every seed finished are eligible: a configuration that diverged or failed on any seed is
 never picked. Epoch 0 (the untrained starting point) is never a candidate. The selected (configuration, epoch)
 is then reported on every test split as mean, sample standard deviation and count over its seeds.
+
+A regression study (its table has an ``mse`` column) is selected and reported by the squared error instead, the
+lowest winning: ``headline`` says which.
 """
 from __future__ import annotations
 
@@ -21,6 +24,23 @@ from study.results import hparam_columns
 
 RULES = ("id_val", "ood_oracle")
 OOD_AVG = "ood_avg"
+
+
+@dataclass(frozen=True)
+class Headline:
+    """What a study is selected and reported by: a column of its table, and whether higher is better."""
+
+    column: str
+    higher_is_better: bool
+    label: str
+
+
+ACCURACY = Headline("accuracy", True, "Accuracy in %")
+SQUARED_ERROR = Headline("mse", False, "Mean squared error")
+
+
+def headline(table: pd.DataFrame) -> Headline:
+    return SQUARED_ERROR if "mse" in table.columns and table["mse"].notna().any() else ACCURACY
 
 
 @dataclass(frozen=True)
@@ -44,9 +64,9 @@ def select(table: pd.DataFrame, method: str, rule: str = "id_val") -> Selection 
     """The selected configuration and epoch of ``method`` under ``rule``, or None if nothing is eligible."""
     if rule not in RULES:
         raise ValueError(f"unknown selection rule {rule!r}; use one of {RULES}")
-    rows = table[table["method"] == method]
+    rows, measure = table[table["method"] == method], headline(table)
     keys = [column for column in hparam_columns(rows) if rows[column].notna().all()]
-    wide = _accuracy_per_epoch(rows[rows["outcome"] == "finished"], keys)
+    wide = _per_epoch(rows[rows["outcome"] == "finished"], keys, measure.column)
     wide = wide[wide.index.get_level_values("epoch") >= 1]
     complete = _complete_configs(rows, keys)
     wide = wide[[_key(index, keys) in complete for index in wide.index]]
@@ -55,12 +75,13 @@ def select(table: pd.DataFrame, method: str, rule: str = "id_val") -> Selection 
     val_splits = ["id_val"] if rule == "id_val" else ood_splits(table, "val")
     wide = wide.assign(_criterion=wide[val_splits].mean(axis=1))
     by_candidate = wide.groupby(keys + ["epoch"], sort=False)["_criterion"].mean()
-    best = by_candidate.idxmax()
+    best = by_candidate.idxmax() if measure.higher_is_better else by_candidate.idxmin()
     best = best if isinstance(best, tuple) else (best,)
     chosen = wide.xs(best, level=keys + ["epoch"], drop_level=False)
     config = {key: value.item() if hasattr(value, "item") else value for key, value in zip(keys, best[:-1])}
     return Selection(method=method, rule=rule, config=config, epoch=int(best[-1]),
-                     criterion=float(by_candidate.max()), splits=_summary(chosen, table),
+                     criterion=float(by_candidate.max() if measure.higher_is_better else by_candidate.min()),
+                     splits=_summary(chosen, table),
                      trial_ids=tuple(chosen.index.get_level_values("trial_id")))
 
 
@@ -71,7 +92,7 @@ def selected_rows(table: pd.DataFrame, trial_ids, epoch: int) -> pd.DataFrame:
 
 def metric_of(selection: Selection, table: pd.DataFrame, metric: str) -> dict[str, dict[str, float]] | None:
     """Another metric of a selection (e.g. ``ece``, ``feature_change``): its trials at its epoch, summarised like
-    its accuracy (mean, std, n over seeds per test split and the OOD average); None where the method has none."""
+    its headline (mean, std, n over seeds per test split and the OOD average); None where the method has none."""
     if metric not in table.columns:
         return None
     rows = selected_rows(table, selection.trial_ids, selection.epoch)
@@ -83,11 +104,11 @@ def metric_of(selection: Selection, table: pd.DataFrame, metric: str) -> dict[st
 
 def wise_of(selection: Selection, wise: pd.DataFrame, table: pd.DataFrame) -> dict[float, dict] | None:
     """The WiSE-FT curve of a selection's configuration (interpolating to its trials' final weights): per alpha,
-    the accuracy summarised like the selection's own; None where its trials scored no WiSE-FT."""
+    the headline metric summarised like the selection's own; None where its trials scored no WiSE-FT."""
     rows = wise[wise["trial_id"].isin(selection.trial_ids)]
     if rows.empty:
         return None
-    wide = rows.pivot_table(index=["alpha", "seed"], columns="split", values="accuracy")
+    wide = rows.pivot_table(index=["alpha", "seed"], columns="split", values=headline(table).column)
     return {float(alpha): _summary(wide.xs(alpha, level="alpha"), table)
             for alpha in wide.index.get_level_values("alpha").unique()}
 
@@ -101,9 +122,9 @@ def per_configuration(table: pd.DataFrame, method: str, rule: str = "id_val") ->
     return [pick for pick in picks if pick is not None]
 
 
-def _accuracy_per_epoch(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """One row per (configuration, seed, epoch), one column per split's accuracy."""
-    return rows.pivot_table(index=keys + ["seed", "trial_id", "epoch"], columns="split", values="accuracy",
+def _per_epoch(rows: pd.DataFrame, keys: list[str], column: str) -> pd.DataFrame:
+    """One row per (configuration, seed, epoch), one column per split's ``column``."""
+    return rows.pivot_table(index=keys + ["seed", "trial_id", "epoch"], columns="split", values=column,
                             sort=False)
 
 

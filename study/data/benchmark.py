@@ -19,7 +19,8 @@ class Benchmark:
     ablation only) and ``D_test``. ``fingerprint`` changes whenever the data would, and keys every cache built on it.
     ``class_subsets`` names, for splits that cover only some classes (ImageNet-R, -A), the class indices their
     predictions are restricted to. ``train_transform`` is what training sees of the train split (None: the same
-    transform as every other split).
+    transform as every other split). ``task`` is ``classification`` or ``regression`` (float labels, one output:
+    the theory's toy with the squared loss; its ``classes`` name that output).
     """
 
     name: str
@@ -29,6 +30,7 @@ class Benchmark:
     fingerprint: str
     class_subsets: dict[str, tuple[int, ...]] = field(default_factory=dict)
     train_transform: Callable | None = None
+    task: str = "classification"
 
     def set_transform(self, transform: Callable | None, train: Callable | None = None) -> None:
         """Make every split apply ``transform`` (the evaluation transform: uint8 images in, uint8 images out) to its

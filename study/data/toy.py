@@ -29,15 +29,20 @@ class ToyWorld:
     eval: int = 2000
     ood_in_subspace: float = 0.3  # how much of an OOD input still lies in S
     pretrained_noise: float = 0.1
+    task: str = "classification"  # or "regression": one output, B0's error outside S (see above)
+
+    @property
+    def outputs(self) -> int:
+        return 1 if self.task == "regression" else self.classes
 
     def generator(self, offset: int) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed * 1000 + offset)
 
     def truth(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B* [k, d], V* [C, k], an orthonormal basis of S [d, m])."""
+        """(B* [k, d], V* [C, k] (C = 1 for regression), an orthonormal basis of S [d, m])."""
         g = self.generator(0)
         b_star = torch.randn(self.feature_dim, self.input_dim, generator=g) / self.input_dim ** 0.5
-        v_star = torch.randn(self.classes, self.feature_dim, generator=g)
+        v_star = torch.randn(self.classes, self.feature_dim, generator=g)[:self.outputs]
         subspace = torch.linalg.qr(torch.randn(self.input_dim, self.subspace_dim, generator=g))[0]
         return b_star, v_star, subspace
 
@@ -48,7 +53,16 @@ class ToyWorld:
         if ood:
             outside = torch.randn(n, self.input_dim, generator=g)
             x = self.ood_in_subspace * x + outside - outside @ subspace @ subspace.T
-        return x, (x @ b_star.T @ v_star.T).argmax(1)
+        outputs = x @ b_star.T @ v_star.T
+        return x, outputs.squeeze(1) if self.task == "regression" else outputs.argmax(1)
+
+    def pretrained(self) -> torch.Tensor:
+        """B0 = B* + noise (for regression, the noise's part in S removed)."""
+        b_star, _, subspace = self.truth()
+        noise = torch.randn(b_star.shape, generator=self.generator(99)) / self.input_dim ** 0.5
+        if self.task == "regression":
+            noise = noise - noise @ subspace @ subspace.T
+        return b_star + self.pretrained_noise * noise
 
     def fingerprint(self) -> str:
         return content_hash("toy-linear", asdict(self))
@@ -56,10 +70,19 @@ class ToyWorld:
 
 @register_benchmark("toy-linear")
 def toy_linear(*, cache_dir=None, **world) -> Benchmark:
-    world = ToyWorld(**world)
+    return _toy_benchmark("toy-linear", ToyWorld(**world))
+
+
+@register_benchmark("toy-linear-regression")
+def toy_linear_regression(*, cache_dir=None, **world) -> Benchmark:
+    return _toy_benchmark("toy-linear-regression", ToyWorld(**{"task": "regression", **world}))
+
+
+def _toy_benchmark(name: str, world: ToyWorld) -> Benchmark:
     parts = {TRAIN: (world.train, False), ID_VAL: (world.eval, False), ID_TEST: (world.eval, False),
              "offsubspace_val": (world.eval, True), "offsubspace_test": (world.eval, True)}
     splits = {name: TensorImages(*world.sample(n, ood, offset))
               for offset, (name, (n, ood)) in enumerate(parts.items(), start=1)}
-    return Benchmark(name="toy-linear", classes=tuple(f"class{i}" for i in range(world.classes)),
-                     ood_domains=("offsubspace",), splits=splits, fingerprint=world.fingerprint())
+    classes = ("y",) if world.task == "regression" else tuple(f"class{i}" for i in range(world.classes))
+    return Benchmark(name=name, classes=classes, ood_domains=("offsubspace",), splits=splits,
+                     fingerprint=world.fingerprint(), task=world.task)

@@ -8,10 +8,10 @@ from torch import nn
 
 from study.data import ID_VAL, Pipeline
 from study.methods.distributed import rank_and_world
-from study.methods.metrics import SplitMeter, fit_temperature, scaled
+from study.methods.metrics import CLASSIFICATION, SplitMeter, fit_temperature, meter, scaled
 
 
-WISE = "wise"  # the flat keys of a WiSE-FT curve: wise/<alpha>/<split>/acc
+WISE = "wise"  # the flat keys of a WiSE-FT curve: wise/<alpha>/<split>/acc (or /mse)
 
 
 class Diverged(RuntimeError):
@@ -46,7 +46,8 @@ class EpochResult:
             out["train/loss"] = self.train_loss
         out.update({f"extra/{name}": value for name, value in self.extras.items()})
         for alpha, splits in (self.wise or {}).items():
-            out.update({f"{WISE}/{alpha:g}/{split}/acc": values["acc"] for split, values in splits.items()})
+            out.update({f"{WISE}/{alpha:g}/{split}/{metric}": values[metric] for split, values in splits.items()
+                        for metric in ("acc", "mse") if metric in values})
         return out
 
 
@@ -83,25 +84,27 @@ def evaluate(model: nn.Module, data: Pipeline, *, batch_size: int = 512,
     model.eval()
     rank, world = rank_and_world()
     head, benchmark, device = model.get_classifier(), data.benchmark, data.device
+    calibrate = benchmark.task == CLASSIFICATION
     results, temperature = {}, None
     for split in [ID_VAL, *(name for name in benchmark.eval_splits if name != ID_VAL)]:  # ID val fits the temperature
-        meter, calibrated, kept = SplitMeter(device), SplitMeter(device), []
+        scores, calibrated, kept = meter(benchmark.task, device), SplitMeter(device), []
         before = reference[split][0][rank::world] if reference and split in reference else None
         seen = 0
         for images, labels in data.split(split, batch_size=batch_size):
             features = model.forward_head(model.forward_features(images), pre_logits=True)
             logits = restrict(head(features).float(), benchmark.class_subsets.get(split))
             pretrained = None if before is None else before[seen:seen + len(labels)].to(device, non_blocking=True)
-            meter.update(logits, labels, features.float(), pretrained)
-            if temperature is None:
+            scores.update(logits, labels, features.float(), pretrained)
+            if calibrate and temperature is None:
                 kept.append((logits, labels))
-            else:
+            elif calibrate:
                 calibrated.update(logits / temperature, labels)
             seen += len(labels)
-        if temperature is None:
+        if calibrate and temperature is None:
             temperature = fit_temperature(torch.cat([l for l, _ in kept]), torch.cat([y for _, y in kept]))
             for logits, labels in kept:
                 calibrated.update(logits / temperature, labels)
-        results[split] = meter.result() | scaled(calibrated.result())
-    results[ID_VAL]["temperature"] = temperature
+        results[split] = scores.result() | (scaled(calibrated.result()) if calibrate else {})
+    if calibrate:
+        results[ID_VAL]["temperature"] = temperature
     return {split: results[split] for split in benchmark.eval_splits}

@@ -11,13 +11,13 @@ from functools import partial
 from typing import Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from study.data import TRAIN, Pipeline
 from study.methods.distributed import all_reduce_sum, data_parallel, rank_and_world
 from study.methods.evaluation import EpochResult, check_finite, evaluate, prepare_model
 from study.methods.features import Features
+from study.methods.metrics import training_loss
 from study.methods.wise import snapshot, wise_curve
 
 
@@ -77,7 +77,7 @@ def fine_tune(model: nn.Module, data: Pipeline, *, lr: float, epochs: int, batch
         loss_sum = torch.zeros((), device=device)
         for images, labels in data.train(batch_size=batch_size // world, seed=seed * 100_003 + epoch):
             with autocast:
-                loss = F.cross_entropy(trained(images).float(), labels)
+                loss = training_loss(data.benchmark.task, trained(images).float(), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

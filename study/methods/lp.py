@@ -15,6 +15,9 @@ which is sklearn's objective with ``C = 1 / (l2 * n_train)``, solved in torch on
    every strength: weak strengths, where plain L-BFGS (sklearn's) needs hundreds of iterations, take tens.
 3. A path over many strengths is solved once, strong to weak, each warm-started from the last (``fit_path``);
    ``cached_path`` stores it, so every trial and seed that asks for the same path reads it instead.
+
+On a regression benchmark (the theory's toy with the squared loss) LP is the theorem's least squares, L2-regularised
+(ridge regression): minimise mean_i (w . x_i + b - y_i)^2 + l2 * ||w||^2, in closed form (``ridge_path``).
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from study.cache import cached, content_hash
 from study.data import ID_VAL, TRAIN
 from study.methods.evaluation import EpochResult, check_finite, restrict
 from study.methods.features import Features
-from study.methods.metrics import score, score_splits
+from study.methods.metrics import CLASSIFICATION, REGRESSION, score, score_splits, search_score
 
 # The solver's settings (part of every cached path's key): a solve stops when the largest gradient entry is at most
 # ``tolerance`` (sklearn's default criterion) and the preconditioned step is at most ``step`` times |θ| (so strongly
@@ -249,58 +252,87 @@ def fit_path(features: Features, l2_values: Sequence[float], num_classes: int, *
     return path
 
 
+def ridge_path(features: Features, l2_values: Sequence[float], *, device="cpu") -> list[ProbeFit]:
+    """The regression LP for each L2 value (strongest first): the ridge solution on centred float64 features, the
+    unpenalised bias absorbing the means. ``train_loss`` is the mean squared error on the train split."""
+    x, y = (tensor.to(device, torch.float64) for tensor in features[TRAIN])
+    center, target = x.mean(0), y.mean()
+    x, y = x - center, y - target
+    gram, moment = x.T @ x / len(y), x.T @ y / len(y)
+    path = []
+    for l2 in sorted(l2_values, reverse=True):
+        weight = torch.linalg.solve(gram + l2 * torch.eye(len(gram), dtype=gram.dtype, device=device), moment)
+        head = LinearHead(weight[None].float(), (target - weight @ center)[None].float())
+        path.append(ProbeFit(l2, head, (x @ weight - y).pow(2).mean().item(), iterations=0))
+    return path
+
+
 def cached_path(features: Features, l2_values: Sequence[float], num_classes: int, *,
-                features_file: str | os.PathLike | None = None, device="cpu") -> list[ProbeFit]:
-    """``fit_path``, computed once per (features, strengths) by whichever trial asks first, on its device, and read
-    by every later one (other strengths of the same grid, other seeds, LP-FT's LP stage). The path is cached beside
-    ``features_file``, the cache file ``features`` were read from (None: not cached)."""
-    if features_file is None:
+                features_file: str | os.PathLike | None = None, device="cpu",
+                task: str = CLASSIFICATION) -> list[ProbeFit]:
+    """``fit_path`` (``ridge_path`` for a regression ``task``), computed once per (features, strengths) by
+    whichever trial asks first, on its device, and read by every later one (other strengths of the same grid, other
+    seeds, LP-FT's LP stage). The path is cached beside ``features_file``, the cache file ``features`` were read from
+    (None: not cached)."""
+    def solve():
+        if task == REGRESSION:
+            return ridge_path(features, l2_values, device=device)
         return fit_path(features, l2_values, num_classes, device=device)
 
+    if features_file is None:
+        return solve()
+
     def compute():
-        path = fit_path(features, l2_values, num_classes, device=device)
+        path = solve()
         return {"l2": [fit.l2 for fit in path], "train_loss": [fit.train_loss for fit in path],
                 "iterations": [fit.iterations for fit in path],
                 "weight": torch.stack([fit.head.weight for fit in path]).cpu(),
                 "bias": torch.stack([fit.head.bias for fit in path]).cpu()}
 
-    stored = cached(path_file(features_file, l2_values), compute, mmap=True)
+    stored = cached(path_file(features_file, l2_values, _probe(task)), compute, mmap=True)
     return [ProbeFit(l2, LinearHead(stored["weight"][k].to(device), stored["bias"][k].to(device)),
                      stored["train_loss"][k], stored["iterations"][k]) for k, l2 in enumerate(stored["l2"])]
 
 
 def path_file(features_file: str | os.PathLike, l2_values: Sequence[float], what: str = "lp") -> Path:
     """Where the LP path over ``l2_values`` on the features in ``features_file`` is cached (beside them): its heads
-    (``what="lp"``), or every head's scores (``what="lp-scores"``)."""
+    (``what="lp"``; ``"ridge"`` for regression), or every head's scores (``what="lp-scores"``)."""
     key = content_hash(what, sorted(l2_values, reverse=True), SOLVER)
     features_file = Path(features_file)
     return features_file.with_name(f"{features_file.stem}-{what}-{key}.pt")
 
 
-def best_fit(features: Features, path: list[ProbeFit]) -> ProbeFit:
-    """The first maximum of ID-val accuracy along the path (strong to weak L2), as the paper picks it."""
+def _probe(task: str) -> str:
+    return "ridge" if task == REGRESSION else "lp"
+
+
+def best_fit(features: Features, path: list[ProbeFit], task: str = CLASSIFICATION) -> ProbeFit:
+    """The first maximum of ID-val accuracy along the path (strong to weak L2), as the paper picks it (regression:
+    the first minimum of the ID-val squared error)."""
     x, y = features[ID_VAL]
-    accuracies = [score(fit.head.logits(x.to(fit.head.weight.device)), y.to(fit.head.weight.device))["acc"]
-                  for fit in path]
-    return path[accuracies.index(max(accuracies))]
+    scores = [search_score(score(fit.head.logits(x.to(fit.head.weight.device)), y.to(fit.head.weight.device), task))
+              for fit in path]
+    return path[scores.index(max(scores))]
 
 
 def linear_probe(features: Features, *, l2: float, num_classes: int, path: Sequence[float] = (),
                  features_file: str | os.PathLike | None = None, device="cpu",
-                 class_subsets: dict[str, tuple[int, ...]] | None = None) -> Iterator[EpochResult]:
+                 class_subsets: dict[str, tuple[int, ...]] | None = None,
+                 task: str = CLASSIFICATION) -> Iterator[EpochResult]:
     """LP as a method: the head for strength ``l2`` with every evaluation split scored (epoch 1), on ``device``.
 
     ``path`` (the study's whole grid, ``l2`` among it) is solved as one warm-started path and every head of it
     scored once, both cached beside ``features_file``: the grid's other trials, and every seed's, read their
     results (see ``cached_path``). ``class_subsets`` restricts the predictions on splits that cover only some
-    classes (see ``restrict``). A restarted LP trial reads them again: it needs no state to resume from."""
+    classes (see ``restrict``). A restarted LP trial reads them again: it needs no state to resume from. ``task``:
+    ``regression`` probes by ridge regression (``ridge_path``)."""
     values = sorted(set(path) | {l2}, reverse=True)
 
     def score_path():
-        fits = cached_path(features, values, num_classes, features_file=features_file, device=device)
-        return [_scored(fit, features, class_subsets or {}, device) for fit in fits]
+        fits = cached_path(features, values, num_classes, features_file=features_file, device=device, task=task)
+        return [_scored(fit, features, class_subsets or {}, device, task) for fit in fits]
 
-    scored = score_path() if features_file is None else cached(path_file(features_file, values, "lp-scores"),
+    scored = score_path() if features_file is None else cached(path_file(features_file, values, f"{_probe(task)}-scores"),
                                                                score_path)
     result = scored[values.index(l2)]
     check_finite(torch.tensor(result["train_loss"]), epoch=1)
@@ -308,11 +340,11 @@ def linear_probe(features: Features, *, l2: float, num_classes: int, path: Seque
                       extras={"head_norm": result["head_norm"]})
 
 
-def _scored(fit: ProbeFit, features: Features, class_subsets: dict, device) -> dict:
+def _scored(fit: ProbeFit, features: Features, class_subsets: dict, device, task: str) -> dict:
     """A head's metrics on every evaluation split, as plain data (cacheable)."""
     logits, labels = {}, {}
     for split, (x, y) in features.items():
         if split != TRAIN:
             logits[split] = restrict(fit.head.logits(x.to(device)), class_subsets.get(split))
             labels[split] = y.to(device)
-    return {"splits": score_splits(logits, labels, ID_VAL), "train_loss": fit.train_loss, "head_norm": fit.head.norm}
+    return {"splits": score_splits(logits, labels, ID_VAL, task), "train_loss": fit.train_loss, "head_norm": fit.head.norm}

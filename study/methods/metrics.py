@@ -10,6 +10,9 @@
 - feature distortion (Kumar et al. 2022), where the pretrained encoder's features of the same images are given:
   ``feature_change``, the mean squared change of the features relative to their mean squared norm,
   sum ||f - f0||^2 / sum ||f0||^2, and ``feature_cosine``, the mean cosine distance 1 - cos(f, f0).
+
+A regression benchmark (the theory's toy with the squared loss) is scored by ``mse``, the mean squared error of its
+one output, which is also its ``loss``; it has no calibration. The model search maximises ``search_score``.
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ from study.methods.distributed import all_reduce_sum
 ECE_BINS = 15
 CALIBRATION = ("loss", "ece", "brier", "reliability")
 TEMPERATURES = torch.logspace(-1.5, 1.5, 241)  # 0.03 ... 32, about 3% apart
+CLASSIFICATION, REGRESSION = "classification", "regression"
+TASKS = (CLASSIFICATION, REGRESSION)
 
 
 class SplitMeter:
@@ -44,6 +49,9 @@ class SplitMeter:
         bin_of = (confidence * ECE_BINS).long().clamp(max=ECE_BINS - 1)
         for row, values in enumerate((torch.ones_like(correct), confidence.double(), correct)):
             self.bins[row].index_add_(0, bin_of, values)
+        return self._feature_change(features, reference)
+
+    def _feature_change(self, features: torch.Tensor | None, reference: torch.Tensor | None) -> "SplitMeter":
         if reference is not None:
             self.has_reference = True
             features, reference = features.double(), reference.double()
@@ -59,14 +67,48 @@ class SplitMeter:
         ece = ((hits - confidence).abs().sum() / count).item()
         out = {"acc": 100.0 * correct / count, "loss": loss / count, "ece": 100.0 * ece, "brier": brier / count,
                "reliability": bins.flatten().tolist()}
-        if self.has_reference:
-            out |= {"feature_change": change / norm, "feature_cosine": cosine / count}
-        return out
+        return out | self._change_result(sums)
+
+    def _change_result(self, sums: torch.Tensor) -> dict[str, float]:
+        _, _, count, _, change, norm, cosine = sums.tolist()
+        return {"feature_change": change / norm, "feature_cosine": cosine / count} if self.has_reference else {}
 
 
-def score(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """Every metric of one split's logits, all held by this process."""
-    return SplitMeter(logits.device).update(logits, labels).result(across_ranks=False)
+class SquaredErrorMeter(SplitMeter):
+    """A regression split's sums: ``mse`` (= ``loss``) of the one output, and the feature change."""
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor, features: torch.Tensor | None = None,
+               reference: torch.Tensor | None = None) -> "SquaredErrorMeter":
+        squared = (outputs.squeeze(1).double() - targets.double()).pow(2).sum()
+        self.sums[1:3] += torch.stack([squared, torch.tensor(len(targets), dtype=torch.float64,
+                                                             device=outputs.device)])
+        return self._feature_change(features, reference)
+
+    def result(self, across_ranks: bool = True) -> dict[str, float]:
+        sums = all_reduce_sum(self.sums) if across_ranks else self.sums
+        mse = (sums[1] / sums[2]).item()
+        return {"mse": mse, "loss": mse} | self._change_result(sums)
+
+
+def meter(task: str, device="cpu") -> SplitMeter:
+    return SquaredErrorMeter(device) if task == REGRESSION else SplitMeter(device)
+
+
+def training_loss(task: str, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The loss training minimises: cross-entropy, or the squared error of the one output (the theorem's)."""
+    if task == REGRESSION:
+        return F.mse_loss(outputs.squeeze(1), labels)
+    return F.cross_entropy(outputs, labels)
+
+
+def search_score(splits: dict[str, dict[str, float]]) -> float:
+    """What model search maximises, from one split's metrics: accuracy, or minus the squared error (regression)."""
+    return splits["acc"] if "acc" in splits else -splits["mse"]
+
+
+def score(logits: torch.Tensor, labels: torch.Tensor, task: str = CLASSIFICATION) -> dict[str, float]:
+    """Every metric of one split's logits (or a regression's outputs), all held by this process."""
+    return meter(task, logits.device).update(logits, labels).result(across_ranks=False)
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -81,9 +123,11 @@ def scaled(metrics: dict[str, float]) -> dict[str, float]:
     return {f"{name}_ts": metrics[name] for name in CALIBRATION}
 
 
-def score_splits(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], val_split: str
-                 ) -> dict[str, dict[str, float]]:
+def score_splits(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], val_split: str,
+                 task: str = CLASSIFICATION) -> dict[str, dict[str, float]]:
     """``score`` of every split, with temperature scaling fitted on ``val_split`` (for logits held in memory)."""
+    if task == REGRESSION:
+        return {split: score(logits[split], labels[split], task) for split in logits}
     temperature = fit_temperature(logits[val_split], labels[val_split])
     out = {split: score(logits[split], labels[split]) | scaled(score(logits[split] / temperature, labels[split]))
            for split in logits}

@@ -43,7 +43,8 @@ def run_method(method: str, hparams: dict, *, data: Benchmark, features_file: st
     if method == "lp":
         (l2,) = to_l2("C", [hparams["C"]], features) if "C" in hparams else [hparams["l2"]]
         yield from linear_probe(features, l2=l2, num_classes=data.num_classes, path=to_l2(*lp_grid, features),
-                                features_file=features_file, device=device, class_subsets=data.class_subsets)
+                                features_file=features_file, device=device, class_subsets=data.class_subsets,
+                                task=data.task)
         return
     torch.manual_seed(seed)
     encoder = create_backbone(backbone, num_classes=data.num_classes, cache_dir=cache_dir, weights=weights)

@@ -34,10 +34,17 @@ class TwoLayerLinear(nn.Module):
 @register_backbone("toy-linear")
 def toy_linear(*, num_classes: int, cache_dir=None, progress: bool = False, **world) -> Backbone:
     """B0 = B* + noise: pretrained features close to the true ones, as the theory assumes."""
-    world = ToyWorld(**world)
-    b_star, _, _ = world.truth()
-    noise = torch.randn(b_star.shape, generator=world.generator(99)) / world.input_dim ** 0.5
+    return _toy_backbone("toy-linear", ToyWorld(**world), num_classes)
+
+
+@register_backbone("toy-linear-regression")
+def toy_linear_regression(*, num_classes: int, cache_dir=None, progress: bool = False, **world) -> Backbone:
+    """B0 = B* + noise outside the ID subspace: the theorem's regression setting, one output."""
+    return _toy_backbone("toy-linear-regression", ToyWorld(**{"task": "regression", **world}), num_classes)
+
+
+def _toy_backbone(name: str, world: ToyWorld, num_classes: int) -> Backbone:
     model = TwoLayerLinear(world.input_dim, world.feature_dim, num_classes)
     with torch.no_grad():
-        model.encoder.weight.copy_(b_star + world.pretrained_noise * noise)
-    return Backbone("toy-linear", model, transform=None, normalize=None, fingerprint=world.fingerprint())
+        model.encoder.weight.copy_(world.pretrained())
+    return Backbone(name, model, transform=None, normalize=None, fingerprint=world.fingerprint())

@@ -117,7 +117,7 @@ class MlflowTrialsCallback(Callback):
 
 
 class ProgressCallback(Callback):
-    """A progress bar over trials, with the running best ID-val accuracy per method."""
+    """A progress bar over trials, with the running best ID-val accuracy (or squared error) per method."""
 
     def __init__(self, total: int, seeds: tuple[int, ...], enabled: bool = True):
         self.total, self.seeds, self.enabled = total, seeds, enabled
@@ -131,10 +131,12 @@ class ProgressCallback(Callback):
         self.bar = tqdm(total=self.total, desc="trials", unit="trial", disable=not self.enabled)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if "id_val/acc" in result and result.get("epoch", 0) > 0:
-            method = TrialSpec.of(trial.config, self.seeds).method
-            self.best[method] = max(self.best.get(method, 0.0), result["id_val/acc"])
-            self._refresh(trials)
+        for metric, sign in (("acc", 1), ("mse", -1)):
+            if f"id_val/{metric}" in result and result.get("epoch", 0) > 0:
+                method = TrialSpec.of(trial.config, self.seeds).method
+                value = sign * result[f"id_val/{metric}"]
+                self.best[method] = (metric, max(value, self.best.get(method, (metric, value))[1]))
+                self._refresh(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._refresh(trials)
@@ -149,7 +151,8 @@ class ProgressCallback(Callback):
         running = sum(trial.status == "RUNNING" for trial in trials)
         counts = {"diverged": sum(outcome_of(t) == "diverged" for t in done if t.status == "TERMINATED"),
                   "failed": sum(t.status == "ERROR" for t in done)}
-        best = " ".join(f"{m}={v:.1f}" for m, v in sorted(self.best.items()))
+        best = " ".join(f"{m}={v:.1f}" if metric == "acc" else f"{m}={-v:.3g} mse"
+                        for m, (metric, v) in sorted(self.best.items()))
         extra = " ".join(f"{k}={v}" for k, v in counts.items() if v)
         self.bar.set_postfix_str(f"running={running} best id_val: {best} {extra}".strip())
 

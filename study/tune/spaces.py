@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from study.config import Param, StudyConfig
 
-SEARCH_METRIC, SEARCH_MODE = "best_id_val_acc", "max"
+# What ASHA and Optuna rank trials by: the best ``search_score`` on ID val so far (accuracy; minus the squared error).
+SEARCH_METRIC, SEARCH_MODE = "best_id_val_score", "max"
 
 
 def grid_points(study: StudyConfig) -> list[dict]:

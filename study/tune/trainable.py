@@ -9,7 +9,6 @@ the study goes on.
 """
 from __future__ import annotations
 
-import math
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -19,12 +18,13 @@ import torch
 from ray import tune
 
 from study.config import StudyConfig
-from study.data import Benchmark
+from study.data import ID_VAL, Benchmark
 from study.data.pipeline import default_workers
 from study.methods import Diverged
+from study.methods.metrics import search_score
 from study.methods.run import run_method
 from study.tune.prepare import Prepared, device_of
-from study.tune.spaces import TrialSpec
+from study.tune.spaces import SEARCH_METRIC, TrialSpec
 
 STATE_FILE = "state.pt"
 TRAIN_DIR = "train"  # under the study's storage root: one Ray Train run per multi-worker trial, named by trial id
@@ -39,6 +39,8 @@ def train_trial(config: dict, study: StudyConfig, prepared: Prepared) -> None:
     report_epochs(spec, study, ray.get(prepared.benchmark), prepared.features_file, device=device_of(gpus),
                   threads=cpus, report=tune.report, checkpoint=tune.get_checkpoint(), checkpoint_type=tune.Checkpoint)
 
+
+WORST = -1e30  # the search score before any epoch, or of a diverged trial: finite, below every real one
 
 # A multi-worker trial only drives its TorchTrainer, whose workers reserve their own placement group. Ray refuses
 # an empty request, and any CPU fraction would leave a node one CPU short for the workers: reserve memory only.
@@ -61,7 +63,7 @@ def report_epochs(spec: TrialSpec, study: StudyConfig, data: Benchmark, features
     """
     torch.set_num_threads(max(1, int(threads)))
     resume = _load_state(checkpoint)
-    best = resume.pop("best_id_val_acc", -math.inf) if resume else -math.inf
+    best = resume.pop(SEARCH_METRIC, WORST) if resume else WORST
     workers = study.resources.loader_workers
     results = run_method(spec.method, spec.hparams, data=data, features_file=features_file,
                          backbone=study.backbone, seed=spec.seed, lp_grid=study.lp_grid, head=study.lpft_head,
@@ -73,16 +75,16 @@ def report_epochs(spec: TrialSpec, study: StudyConfig, data: Benchmark, features
         for result in results:
             metrics = result.flat() | {"device": str(device)}
             if result.epoch > 0:
-                best = max(best, metrics["id_val/acc"])
-            metrics["best_id_val_acc"] = max(best, 0.0)
+                best = max(best, search_score(result.splits[ID_VAL]))
+            metrics[SEARCH_METRIC] = best
             if result.state is None or checkpoint_type is None:
                 report(metrics)
                 continue
             with tempfile.TemporaryDirectory() as folder:
-                torch.save({**result.state, "best_id_val_acc": best}, Path(folder) / STATE_FILE)
+                torch.save({**result.state, SEARCH_METRIC: best}, Path(folder) / STATE_FILE)
                 report(metrics, checkpoint=checkpoint_type.from_directory(folder))
     except Diverged as error:
-        report({"epoch": error.epoch, "diverged": 1, "best_id_val_acc": max(best, 0.0)})
+        report({"epoch": error.epoch, "diverged": 1, SEARCH_METRIC: best})
 
 
 def _fit_with_workers(config: dict, study: StudyConfig, prepared: Prepared, workers: int, cpus: float,
