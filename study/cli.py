@@ -11,10 +11,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by Ctrl-C
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(error).splitlines():
             print(f"error: {line}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted before the study started: nothing was run", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 class UserError(Exception):
@@ -47,13 +53,17 @@ def _run(args) -> int:
     study = study_from_args(args)
     from study.data.files import DataError
     from study.models.pretrained import WeightsError
-    from study.tune.runner import StudyExists, run_study
+    from study.preflight import PreflightError
+    from study.tune.runner import Interrupted, StudyExists, run_study
 
     try:
-        with _stdout_to_stderr():
+        with _stdout_to_stderr(), _sigterm_as_ctrl_c():
             report, text = run_study(study, progress=not args.no_progress)
-    except (StudyExists, DataError, WeightsError) as error:
+    except (StudyExists, DataError, WeightsError, PreflightError) as error:
         raise UserError(str(error)) from None
+    except Interrupted as stopped:
+        print(f"stopped: {stopped}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return _print_report(report, text, study, args.json)
 
 
@@ -61,18 +71,33 @@ def _resume(args) -> int:
     from study.config import ConfigError
     from study.data.files import DataError
     from study.models.pretrained import WeightsError
-    from study.tune.runner import CONFIG_FILE, NothingToResume, resume_study
+    from study.preflight import PreflightError
+    from study.tune.runner import CONFIG_FILE, Interrupted, NothingToResume, resume_study
 
     folder = Path(args.study_dir)
     if not (folder / CONFIG_FILE).is_file():
         raise UserError(f"{folder / CONFIG_FILE}: not found; pass the folder of a study started by `study run` "
                         "(results/<study name>)")
     try:
-        with _stdout_to_stderr():
+        with _stdout_to_stderr(), _sigterm_as_ctrl_c():
             report, text, study = resume_study(folder, progress=not args.no_progress)
-    except (ConfigError, NothingToResume, DataError, WeightsError) as error:
+    except (ConfigError, NothingToResume, DataError, WeightsError, PreflightError) as error:
         raise UserError(str(error)) from None
+    except Interrupted as stopped:
+        print(f"stopped: {stopped}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return _print_report(report, text, study, args.json)
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c():
+    """SIGTERM (a scheduler's stop, `kill`) stops a study as Ctrl-C does: Ray Tune ends its trials, saves its
+    state, and the study's runs are marked KILLED, where Python's default would end the process on the spot."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _stdout_to_stderr():
@@ -98,6 +123,7 @@ def _mlflow_ui_command(study) -> str:
 
 def _report(args) -> int:
     from study.config import ConfigError
+    from study.preflight import PreflightError
     from study.tune.runner import report_study
 
     folder = Path(args.study_dir)
@@ -105,11 +131,13 @@ def _report(args) -> int:
         raise UserError(f"{folder}: no such study folder; pass results/<study name> as written by `study run`")
     try:
         with _stdout_to_stderr():
-            report, text, run_id = report_study(folder)
-    except (FileNotFoundError, ConfigError) as error:
+            report, text, run_id, warning = report_study(folder)
+    except (FileNotFoundError, ConfigError, PreflightError) as error:
         raise UserError(str(error)) from None
     print(json.dumps(report, indent=2) if args.json else text)
-    where = f"the MLflow run {run_id}" if run_id else "no MLflow run (the store holds none of this study)"
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    where = f"the MLflow run {run_id}" if run_id else "no MLflow run"
     print(f"\nReport: {folder / 'report'}, logged to {where}", file=sys.stderr)
     return 0
 

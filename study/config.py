@@ -14,6 +14,7 @@ Each method's hyper-parameter takes one of these forms:
 from __future__ import annotations
 
 import copy
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -45,6 +46,8 @@ METHOD_PARAMS: dict[str, dict[str, tuple[type, Any]]] = {
 # WiSE-FT's interpolations between the starting and the fine-tuned weights, scored after an FT-like trial's last epoch.
 WISE_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 _POSITIVE = {"lr", "epochs", "batch_size", "l2", "C", "rank", "scale"}
+_NON_NEGATIVE = {"weight_decay"}
+_BELOW_ONE = {"momentum"}  # SGD's momentum: 0 <= momentum < 1
 
 
 class ConfigError(ValueError):
@@ -83,7 +86,8 @@ class ResourcesConfig:
     when more than one, each trial in its own PACK placement group), each with ``cpus_per_worker`` and
     ``gpus_per_worker``. LP trials are one process on cached features: ``lp_cpus`` and ``lp_gpus`` (fractions let
     several share a GPU). ``loader_workers`` is each worker's number of DataLoader processes; -1: chosen by the
-    data (all its CPUs but one for files and arrays, none for in-memory tensors).
+    data (all its CPUs but one for files and arrays, none for in-memory tensors). A study asking for more GPUs than
+    the cluster has is refused before it starts, unless ``wait_for_gpus`` (an autoscaling cluster).
     """
 
     workers_per_trial: int = 1
@@ -93,6 +97,7 @@ class ResourcesConfig:
     lp_gpus: float = 0.0
     max_concurrent_trials: int = 0
     loader_workers: int = -1
+    wait_for_gpus: bool = False  # an autoscaling cluster adds GPU nodes on demand: do not refuse a GPU-less one
 
     def of_trial(self, method: str) -> tuple[int, float, float]:
         """(workers, CPUs per worker, GPUs per worker) of one trial of ``method``."""
@@ -150,25 +155,42 @@ class StudyConfig:
 
 def load_config(path: str | os.PathLike, overrides: list[str] = (), **settings) -> StudyConfig:
     """Read a study YAML, apply ``key.sub=value`` overrides and keyword settings, validate everything."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError([f"{path}: no such config file; pass a YAML from search_spaces/, e.g. "
-                           "search_spaces/quickstart.yaml"])
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError([f"{path}:{where} is not valid YAML ({getattr(error, 'problem', error)}); "
-                           "fix the syntax there"]) from None
-    if not isinstance(raw, dict):
-        raise ConfigError([f"{path}: expected a mapping of settings at the top level, got {type(raw).__name__}"])
+    raw = _read_yaml(Path(path))
     for override in overrides:
         _apply_override(raw, override)
     for key, value in settings.items():
         if value is not None:
             raw[key] = value
     return parse_config(raw)
+
+
+def _read_yaml(path: Path) -> dict:
+    """The config file's top-level mapping, or one line saying what is wrong with the file."""
+    if path.is_dir():
+        raise ConfigError([f"{path}: is a folder, not a config file; pass a YAML file from search_spaces/, e.g. "
+                           "search_spaces/quickstart.yaml"])
+    if not path.is_file():
+        raise ConfigError([f"{path}: no such config file; pass a YAML from search_spaces/, e.g. "
+                           "search_spaces/quickstart.yaml"])
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not a text file (not UTF-8); pass a study YAML, e.g. "
+                           "search_spaces/quickstart.yaml"]) from None
+    except OSError as error:
+        raise ConfigError([f"{path}: cannot be read ({error.strerror}); check its permissions"]) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"{path}:{where} is not valid YAML ({getattr(error, 'problem', error)}); "
+                           "fix the syntax there"]) from None
+    if raw is None:
+        raise ConfigError([f"{path}: the file is empty; start from a YAML in search_spaces/, e.g. "
+                           "search_spaces/smoke.yaml"])
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}: expected a mapping of settings at the top level (name: ..., methods: ...), "
+                           f"got {type(raw).__name__}"])
+    return raw
 
 
 def parse_config(raw: dict) -> StudyConfig:
@@ -194,6 +216,7 @@ def parse_config(raw: dict) -> StudyConfig:
     transforms = check.choice(raw, "transforms", "paper", TRANSFORMS, "")
     resources = _parse_resources(raw.get("resources") or {}, check)
     _check_batches_split(methods, resources.workers_per_trial, check)
+    _check_grace(search, methods, check)
     if search.scheduler == "asha" and resources.workers_per_trial > 1 and set(methods) - {"lp"}:
         problems.append("search.scheduler: asha stops trials early, and a stopped multi-worker trial leaves its Ray "
                         "Train placement group behind so later trials never start (ray-project/ray#54305, Ray "
@@ -204,6 +227,8 @@ def parse_config(raw: dict) -> StudyConfig:
     storage = check.typed(raw, "storage", str, None)
     data_root = check.typed(raw, "data_root", str, None)
     backbone_weights = check.typed(raw, "backbone_weights", str, None)
+    if backbone_weights is not None and backbone in _backbone_names():
+        _check_takes_weights(backbone, check)
     results_dir = Path(check.typed(raw, "results_dir", str, "results"))
     cache_dir = check.typed(raw, "cache_dir", str, None)
     tracking_uri = check.typed(raw, "tracking_uri", str, None)
@@ -229,6 +254,15 @@ def _backbone_names() -> list[str]:
     from study.models import list_backbones
 
     return list_backbones()
+
+
+def _check_takes_weights(backbone: str, check: "_Checker") -> None:
+    from study.models.registry import list_backbones, takes_weights
+
+    if not takes_weights(backbone):
+        readers = ", ".join(name for name in list_backbones() if takes_weights(name))
+        check.problems.append(f"backbone_weights: {backbone} reads no weights file (--weights); drop it, or choose a "
+                              f"backbone that reads one: {readers}")
 
 
 class _Checker:
@@ -300,17 +334,20 @@ def _parse_resources(raw: Any, check: _Checker) -> ResourcesConfig:
         check.problems.append(f"resources: expected a mapping, got {raw!r}")
         return ResourcesConfig()
     check.unknown_keys(raw, {f.name for f in fields(ResourcesConfig)}, "resources.")
-    values = {f.name: check.typed(raw, f.name, {"int": int, "float": float}[f.type], f.default, prefix="resources.")
+    values = {f.name: check.typed(raw, f.name, {"int": int, "float": float, "bool": bool}[f.type], f.default, prefix="resources.")
               for f in fields(ResourcesConfig)}
     resources = ResourcesConfig(**values)
     if resources.workers_per_trial < 1:
         check.problems.append("resources.workers_per_trial: must be at least 1")
     for key in ("cpus_per_worker", "lp_cpus"):
-        if values[key] <= 0:
-            check.problems.append(f"resources.{key}: must be positive, e.g. 1")
+        if not 0 < values[key] < math.inf:
+            check.problems.append(f"resources.{key}: must be a positive number, e.g. 1, got {values[key]!r}")
     for key in ("gpus_per_worker", "lp_gpus"):
-        if values[key] < 0:
-            check.problems.append(f"resources.{key}: must be 0 or more")
+        if not 0 <= values[key] < math.inf:
+            check.problems.append(f"resources.{key}: must be 0 or more, got {values[key]!r}")
+    if resources.max_concurrent_trials < 0:
+        check.problems.append(f"resources.max_concurrent_trials: must be 0 (as many as the cluster holds) or more, "
+                              f"got {resources.max_concurrent_trials}")
     if resources.workers_per_trial > 1 and resources.gpus_per_worker % 1:
         check.problems.append(f"resources.gpus_per_worker: {resources.gpus_per_worker} is a fraction, but DDP "
                               "workers need whole GPUs (two ranks on one GPU fail in NCCL); use 1, or "
@@ -328,9 +365,23 @@ def _check_batches_split(methods: dict[str, dict[str, Param]], workers: int, che
         if param is None or param.is_sampled and param.kind != "choice":
             continue
         for size in param.values:
-            if isinstance(size, int) and size % workers:
+            if isinstance(size, int) and workers >= 1 and size % workers:
                 check.problems.append(f"methods.{method}.batch_size: {size} does not split over "
                                       f"resources.workers_per_trial={workers}; use a multiple of {workers}")
+
+
+def _check_grace(search: SearchConfig, methods: dict[str, dict[str, Param]], check: _Checker) -> None:
+    """ASHA's first rung must lie within the trials' epochs."""
+    if search.scheduler != "asha":
+        return
+    epochs = [v for params in methods.values() if "epochs" in params for v in params["epochs"].values
+              if isinstance(v, int)]
+    if search.grace_epochs < 1:
+        check.problems.append(f"search.grace_epochs: must be at least 1 (the epochs every trial runs before ASHA "
+                              f"may stop it), got {search.grace_epochs}")
+    elif epochs and search.grace_epochs > max(epochs):
+        check.problems.append(f"search.grace_epochs: {search.grace_epochs} is more than the longest trial's "
+                              f"{max(epochs)} epochs; use at most {max(epochs)}, or scheduler: fifo")
 
 
 def _parse_methods(raw: Any, search: SearchConfig, check: _Checker) -> dict[str, dict[str, Param]]:
@@ -405,8 +456,15 @@ def _coerce(value: Any, kind: type, where: str, check: _Checker):
     if not isinstance(value, kind) or isinstance(value, bool):
         check.problems.append(f"{where}: expected {kind.__name__} values, got {value!r}")
         return value
-    if where.rsplit(".", 1)[-1] in _POSITIVE and value <= 0:
+    name = where.rsplit(".", 1)[-1]
+    if not math.isfinite(value):
+        check.problems.append(f"{where}: must be a finite number, got {value!r}")
+    elif name in _POSITIVE and value <= 0:
         check.problems.append(f"{where}: must be positive, got {value!r}")
+    elif name in _NON_NEGATIVE and value < 0:
+        check.problems.append(f"{where}: must be 0 or more, got {value!r}")
+    elif name in _BELOW_ONE and not 0 <= value < 1:
+        check.problems.append(f"{where}: must be at least 0 and below 1, e.g. 0.9, got {value!r}")
     return value
 
 

@@ -14,6 +14,10 @@ metric (e.g. head_norm), outcome (running | finished | diverged | failed). The t
 FT-like trials also score WiSE-FT's interpolations after their last epoch: those rows go to a second table,
 ``wise.parquet/`` (one row per trial, alpha and split: the same identity columns, epoch, alpha, split, accuracy or
 mse).
+
+Every part file of a table has the same schema (``schema``: every column above, null where a trial has none), so
+``pd.read_parquet(".../results.parquet")`` and ``pyarrow.dataset`` read the whole table, whichever part they
+look at first.
 """
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from study.config import METHOD_PARAMS
 from study.methods.evaluation import WISE
@@ -31,6 +37,26 @@ WISE_TABLE_DIR = "wise.parquet"
 WISE_PREFIX = f"{WISE}/"  # a report's WiSE-FT keys: wise/<alpha>/<split>/acc
 METRIC_COLUMNS = {"acc": "accuracy"}
 OUTCOMES = ("running", "finished", "diverged", "failed")
+_MEASURES = ("accuracy", "loss", "ece", "brier", "reliability", "loss_ts", "ece_ts", "brier_ts", "reliability_ts",
+             "temperature", "mse", "feature_change", "feature_cosine", "head_norm", "lp_l2")
+_LISTS = {"reliability", "reliability_ts"}
+
+
+class TableDamaged(ValueError):
+    """A part file of a results table cannot be read; the message is one line naming it."""
+
+
+def schema(table: str = TABLE_DIR) -> pa.Schema:
+    """The columns (and types) every part file of ``table`` holds."""
+    hparams = {name: kind for params in METHOD_PARAMS.values() for name, (kind, _) in params.items()}
+    identity = [("study", pa.string()), ("trial_id", pa.string()), ("method", pa.string()), ("seed", pa.int64()),
+                *((name, pa.int64() if kind is int else pa.float64()) for name, kind in hparams.items()),
+                ("epoch", pa.int64())]
+    if table == WISE_TABLE_DIR:
+        return pa.schema([*identity, ("alpha", pa.float64()), ("split", pa.string()), ("accuracy", pa.float64()),
+                          ("mse", pa.float64())])
+    measures = [(name, pa.list_(pa.float64()) if name in _LISTS else pa.float64()) for name in _MEASURES]
+    return pa.schema([*identity, ("split", pa.string()), *measures, ("outcome", pa.string())])
 
 
 def rows_from_report(report: dict, *, study: str, trial_id: str, method: str, seed: int, hparams: dict) -> list[dict]:
@@ -75,10 +101,15 @@ def write_trial_rows(study_dir: str | os.PathLike, trial_id: str, rows: list[dic
     frame = pd.DataFrame(rows)
     if outcome is not None:
         frame = frame.assign(outcome=outcome)
-    for column in frame.columns[frame.apply(lambda values: values.map(_is_list).any())]:
+    layout = schema(table)
+    unknown = set(frame.columns) - set(layout.names)
+    if unknown:
+        raise ValueError(f"columns {sorted(unknown)} are not in the {table} schema (study.results.schema)")
+    frame = frame.reindex(columns=layout.names)
+    for column in _LISTS & set(frame.columns):
         frame[column] = frame[column].map(lambda value: value if _is_list(value) else None)  # Arrow lists: no NaN
     partial = folder / f".{trial_id}.parquet.partial"
-    frame.to_parquet(partial, index=False)
+    pq.write_table(pa.Table.from_pandas(frame, schema=layout, preserve_index=False), partial)
     os.replace(partial, folder / f"{trial_id}.parquet")
 
 
@@ -93,24 +124,35 @@ def read_trial_rows(study_dir: str | os.PathLike, trial_id: str) -> list[dict]:
     return pd.read_parquet(path).drop(columns="outcome").to_dict("records")
 
 
-def read_table(study_dir: str | os.PathLike) -> pd.DataFrame:
-    """The whole study table, rows sorted by trial, epoch and split."""
-    table = _read_parts(table_dir(study_dir))
+def read_table(study_dir: str | os.PathLike, damaged: list[Path] | None = None) -> pd.DataFrame:
+    """The whole study table, rows sorted by trial, epoch and split. A part file that cannot be read raises
+    ``TableDamaged``, unless ``damaged`` is given: its path is added there and the other parts are read."""
+    table = _read_parts(table_dir(study_dir), damaged)
     if table is None:
         raise FileNotFoundError(f"{table_dir(study_dir)}: no results table; run `study run CONFIG` first, or pass "
                                 "the folder of a study (results/<name>)")
     return table.sort_values(["trial_id", "epoch", "split"], ignore_index=True)
 
 
-def read_wise_table(study_dir: str | os.PathLike) -> pd.DataFrame | None:
-    """The WiSE-FT table, rows sorted by trial, alpha and split; None if the study has none."""
-    table = _read_parts(table_dir(study_dir, WISE_TABLE_DIR))
+def read_wise_table(study_dir: str | os.PathLike, damaged: list[Path] | None = None) -> pd.DataFrame | None:
+    """The WiSE-FT table, rows sorted by trial, alpha and split; None if the study has none. ``damaged``: as
+    ``read_table``'s."""
+    table = _read_parts(table_dir(study_dir, WISE_TABLE_DIR), damaged)
     return None if table is None else table.sort_values(["trial_id", "alpha", "split"], ignore_index=True)
 
 
-def _read_parts(folder: Path) -> pd.DataFrame | None:
-    parts = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-    return pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True) if parts else None
+def _read_parts(folder: Path, damaged: list[Path] | None) -> pd.DataFrame | None:
+    frames = []
+    for part in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
+        try:
+            frames.append(pd.read_parquet(part))
+        except (OSError, pa.ArrowException) as error:
+            if damaged is None:
+                raise TableDamaged(f"{part}: not a readable Parquet file ({type(error).__name__}): the file is damaged "
+                                   "and its trial's rows are lost; `study report` reports the other trials and "
+                                   "names this one") from None
+            damaged.append(part)
+    return pd.concat(frames, ignore_index=True) if frames else None
 
 
 def hparam_columns(table: pd.DataFrame) -> list[str]:

@@ -10,6 +10,7 @@ pickles without its client (Ray stores the Tune callbacks that hold it, and ``st
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
@@ -86,7 +87,7 @@ class StudyTracker:
     def start_parent(self, params: dict[str, str], tags: dict[str, str]) -> str:
         """Create the study's parent run."""
         run = self.client.create_run(self.experiment_id, run_name=self.study_name,
-                                     tags={"lpft_role": "study", **tags})
+                                     tags={"lpft_role": "study", **tags, **_driver()})
         self.parent_id = run.info.run_id
         self.client.log_batch(self.parent_id, params=[Param(k, v[:6000]) for k, v in params.items()])
         return self.parent_id
@@ -95,10 +96,40 @@ class StudyTracker:
         """Mark the existing parent run running again (``study resume``)."""
         self.parent_id = self.existing_parent()
         self.client.update_run(self.parent_id, status="RUNNING")
+        self.client.log_batch(self.parent_id, tags=[RunTag(key, value) for key, value in _driver().items()])
         return self.parent_id
+
+    def end_if_driver_died(self) -> bool:
+        """A parent run left RUNNING by a driver that no longer runs (SIGKILL, a crash, a lost node) on this host:
+        mark it and its trials' running runs KILLED. Returns whether it did. (A driver on another host is not
+        judged.)"""
+        run = self.client.get_run(self.parent_id)
+        tags = run.data.tags
+        if run.info.status != "RUNNING" or tags.get("driver.host") != platform.node():
+            return False
+        if _alive(int(tags.get("driver.pid", "0"))):
+            return False
+        self.end_running_children("KILLED")
+        self.end_parent("KILLED")
+        return True
+
+    def end_running_children(self, status: str) -> None:
+        for run in self.children():
+            if run.info.status == "RUNNING":
+                self.client.set_terminated(run.info.run_id, status=status)
 
     def end_parent(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.parent_id, status=status)
+
+    def children(self) -> list:
+        """The parent run's child runs (one per trial), every page of them."""
+        query, runs, token = f"tags.`{PARENT_TAG}` = '{self.parent_id}'", [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], query, max_results=1000, page_token=token)
+            runs += list(page)
+            token = page.token
+            if not token:
+                return runs
 
     def log_artifacts(self, folder: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifacts(self.parent_id, str(folder), artifact_path)
@@ -129,3 +160,20 @@ class StudyTracker:
     def end_child(self, run_id: str, outcome: str) -> None:
         self.client.log_batch(run_id, tags=[RunTag("outcome", outcome)])
         self.client.set_terminated(run_id, status="FAILED" if outcome == "failed" else "FINISHED")
+
+
+def _driver() -> dict[str, str]:
+    """Which process drives the study now: a later command can tell whether it still runs."""
+    return {"driver.host": platform.node(), "driver.pid": str(os.getpid())}
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -72,6 +72,15 @@ def ray_results(study_dir: Path) -> dict[str, list[dict]]:
     return out
 
 
+def run_statuses(results: Path, name: str) -> tuple[str, list[str]]:
+    """(the parent run's status, every child run's status)."""
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(name)
+    runs = client.search_runs([experiment.experiment_id])
+    parent = [run.info.status for run in runs if run.data.tags.get("lpft_role") == "study"]
+    return parent[0], [run.info.status for run in runs if run.data.tags.get("lpft_role") != "study"]
+
+
 def child_runs(results: Path, name: str) -> list:
     client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(name)
@@ -112,6 +121,11 @@ def test_a_killed_driver_resumes_with_nothing_lost_and_nothing_counted_twice(tmp
     kill_group(driver)
     before = {t: part for t, part in trial_parts(study_dir).items() if t in finished}
     reported_before = ray_results(study_dir)
+    assert run_statuses(tmp_path, "crash")[0] == "RUNNING", "a SIGKILLed driver ends nothing itself"
+    reported = subprocess.run(study_command("report", study_dir), capture_output=True, text=True, timeout=300)
+    assert reported.returncode == 0, reported.stderr[-3000:]
+    parent, children = run_statuses(tmp_path, "crash")
+    assert parent == "KILLED" and "RUNNING" not in children, (parent, children)
 
     done = subprocess.run(study_command("resume", study_dir, "--json", "--no-progress"), capture_output=True,
                           text=True, timeout=600)
@@ -129,6 +143,30 @@ def test_a_killed_driver_resumes_with_nothing_lost_and_nothing_counted_twice(tmp
     for trial_id in midway:  # interrupted: continued after its last checkpoint, never back to epoch 0
         epochs = [row["epoch"] for row in reported_after[trial_id] if "epoch" in row]
         assert epochs.count(0) == 1 and epochs[-1] == 3, epochs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGTERM])
+def test_a_stopped_study_ends_its_runs_killed_says_how_to_resume_and_resumes(stop, tmp_path, cache_dir):
+    """Ctrl-C and SIGTERM take the same path (SIGTERM is passed on as SIGINT, which Ray Tune stops on)."""
+    study_dir = tmp_path / "stopped"
+    driver = start_study(tmp_path, "stopped", "--set", "methods={ft: {lr: [0.01, 0.03], epochs: 3}}")
+    wait_for(lambda: any(part["epoch"].max() >= 1 for part in trial_parts(study_dir).values()), driver)
+    reported = read_table(study_dir)
+    start = time.monotonic()
+    driver.send_signal(stop)
+    _, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130 and f"study resume {study_dir}" in err, err[-3000:]
+    assert time.monotonic() - start < 60, "stopped within seconds, not minutes"
+    parent, children = run_statuses(tmp_path, "stopped")
+    assert parent == "KILLED" and children and set(children) <= {"KILLED", "FINISHED"}, (parent, children)
+    kept = read_table(study_dir)
+    assert len(kept.merge(reported[["trial_id", "epoch", "split"]])) == len(reported), "nothing reported is lost"
+    done = subprocess.run(study_command("resume", study_dir, "--json", "--no-progress"), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["trials"]["finished"] == 2
+    assert run_statuses(tmp_path, "stopped") == ("FINISHED", ["FINISHED", "FINISHED"])
 
 
 @pytest.mark.slow

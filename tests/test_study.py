@@ -250,3 +250,57 @@ def split_labels(table: pd.DataFrame, split: str) -> pd.Series:
 
     return create_benchmark("glyphs").splits[split].labels
 
+
+
+def test_the_table_reads_whole_with_pandas_and_pyarrow(smoke_study):
+    """Every part file holds every column: the README's one-liner and pyarrow.dataset see the whole table."""
+    import pyarrow.dataset
+
+    from study.results import schema
+
+    results, _ = smoke_study
+    folder = results / "smoke" / "results.parquet"
+    table = read_table(results / "smoke")
+    frame = pd.read_parquet(folder)
+    assert list(frame.columns) == schema().names and len(frame) == len(table)
+    assert {"lr", "l2", "feature_change", "reliability", "head_norm", "lp_l2"} <= set(frame.columns)
+    dataset = pyarrow.dataset.dataset(folder)
+    assert dataset.schema.names == schema().names and dataset.count_rows() == len(table)
+    assert frame.groupby("method")["lr"].apply(lambda values: values.notna().any()).to_dict() == {
+        "lp": False, "ft": True, "lpft": True, "lora": True, "lplora": True}
+
+
+def test_report_names_damaged_and_missing_parts_and_keeps_the_stored_report(smoke_study, tmp_path, capsys):
+    from study.cli import main
+
+    results, _ = smoke_study
+    copy = tmp_path / "smoke"
+    shutil.copytree(results / "smoke", copy, ignore=shutil.ignore_patterns("ray"))
+    parts = sorted((copy / "results.parquet").glob("*.parquet"))
+    parts[0].write_bytes(parts[0].read_bytes()[:100])  # a truncated copy
+    parts[1].unlink()  # a lost one
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    (parent,) = client.search_runs([client.get_experiment_by_name("smoke").experiment_id], "tags.lpft_role = 'study'")
+    stored = Path(parent.info.artifact_uri.removeprefix("file://")) / "report" / "summary.json"
+    before = stored.read_text()
+    assert main(["report", str(copy), "--json"]) == 0
+    out, err = capsys.readouterr()
+    (warning,) = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert str(parts[0]) in warning and parts[1].stem in warning and "left as it was" in warning
+    assert json.loads(out)["trials"]["total"] == len(parts) - 2
+    assert stored.read_text() == before, "a smaller report never replaces the stored one silently"
+
+
+def test_a_study_whose_ray_folder_is_gone_is_not_resumed_and_keeps_its_results(smoke_study, capsys):
+    from study.cli import main
+
+    results, _ = smoke_study
+    ray_dir, aside = results / "smoke" / "ray", results / "ray-aside"
+    ray_dir.rename(aside)
+    try:
+        code = main(["resume", str(results / "smoke"), "--no-progress"])
+    finally:
+        aside.rename(ray_dir)
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot be restored" in err and "study report" in err, err
+    assert "remove" not in err and "delete" not in err, "never advise a step that loses finished results"

@@ -1,5 +1,7 @@
 """The theory's toy, through the same methods and registries as every study: the claims of Kumar et al.'s theorem,
 checked numerically, on the classification version and on the theorem's own (regression, squared loss)."""
+import json
+
 import pytest
 import ray
 import torch
@@ -97,3 +99,31 @@ def test_the_regression_toy_runs_through_the_study_path(tmp_path):
     assert "Mean squared error, mean ± sample std" in text
     assert {path.name for path in (study.study_dir / "report").glob("*.png")} == {
         "error_per_epoch.png", "feature_change.png", "sensitivity.png"}
+
+
+def test_a_method_whose_every_trial_diverged_is_reported_as_such(tmp_path, capsys):
+    """FT's whole grid diverges: LP is still selected and reported, FT's row says why it has none, the parent run
+    ends FINISHED, exit 0; and so for an FT-only study, whose tables then hold that row alone."""
+    from mlflow.tracking import MlflowClient
+
+    from study.cli import main
+
+    common = ["--results-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache"), "--no-progress",
+              "--set", "seeds=[0]"]
+    try:
+        assert main(["run", str(ROOT / "search_spaces" / "toy.yaml"), *common, "--name", "ftdiverges", "--json",
+                     "--set", "methods={lp: {l2: [0.001]}, ft: {lr: [1.0e+12], epochs: 2}}"]) == 0
+        both = capsys.readouterr().out
+        assert main(["run", str(ROOT / "search_spaces" / "toy.yaml"), *common, "--name", "ftonly",
+                     "--set", "methods={ft: {lr: [1.0e+12, 1.0e+13], epochs: 2}}"]) == 0
+        only = capsys.readouterr().out
+    finally:
+        ray.shutdown()
+    report = json.loads(both)
+    assert set(report["selection"]["id_val"]) == {"lp"} and report["unselected"] == {"ft": "its trial diverged"}
+    assert "| FT | — |" in only and "none: all 2 trials diverged" in only
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for name in ("ftdiverges", "ftonly"):
+        experiment = client.get_experiment_by_name(name)
+        (parent,) = client.search_runs([experiment.experiment_id], "tags.lpft_role = 'study'")
+        assert parent.info.status == "FINISHED"

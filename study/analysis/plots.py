@@ -263,7 +263,10 @@ def _save(figure, path: Path) -> Path:
 
 
 def draw_all(table: pd.DataFrame, report: dict, folder: Path) -> list[Path]:
-    """Every figure the table supports, written into ``folder``; returns their paths."""
+    """Every figure the table supports, written into ``folder``; returns their paths (none if no method has a
+    selected configuration)."""
+    if not report["chosen"]["id_val"]:
+        return []
     if headline(table) != ACCURACY:
         paths = [error_per_epoch(table, report, folder), feature_change(report, folder), sensitivity(table, folder)]
         return [path for path in paths if path is not None]

@@ -41,6 +41,22 @@ def selections(table: pd.DataFrame) -> dict[str, dict[str, Selection]]:
     return out
 
 
+def unselected(table: pd.DataFrame, chosen: dict[str, Selection]) -> dict[str, str]:
+    """Why each method of the table that has no selection has none, e.g. "all 3 trials diverged"."""
+    out = {}
+    for method in dict.fromkeys(table["method"]):
+        if method in chosen:
+            continue
+        outcomes = table[table["method"] == method].groupby("trial_id")["outcome"].first().value_counts()
+        if set(outcomes.index) <= {"diverged", "failed"} and len(outcomes) == 1:
+            count = outcomes.sum()
+            out[method] = f"all {count} trials {outcomes.index[0]}" if count > 1 else f"its trial {outcomes.index[0]}"
+        else:
+            counts = ", ".join(f"{count} {outcome}" for outcome, count in outcomes.items())
+            out[method] = f"no configuration finished on every seed ({counts})"
+    return out
+
+
 def summary(table: pd.DataFrame, wise: pd.DataFrame | None = None) -> dict:
     """The report as one JSON-able object (accuracies in percent; ``metric`` names what the tables hold).
     ``wise``: the study's WiSE-FT table, if any."""
@@ -55,6 +71,7 @@ def summary(table: pd.DataFrame, wise: pd.DataFrame | None = None) -> dict:
         "chosen": {rule: {method: {"config": s.config, "epoch": s.epoch, "criterion": s.criterion,
                                    "trial_ids": list(s.trial_ids)} for method, s in picks.items()}
                    for rule, picks in chosen.items()},
+        "unselected": unselected(table, chosen["id_val"]),
         "analysis": {metric: {method: values for method, s in chosen["id_val"].items()
                               if (values := metric_of(s, table, metric)) is not None}
                      for metric, _, _ in ANALYSIS},
@@ -82,6 +99,9 @@ def markdown(table: pd.DataFrame, report: dict) -> str:
             cells = [_mean_std(splits[c], measure.column) for c in columns]
             lines.append(f"| {METHOD_NAMES.get(method, method)} | " + " | ".join(cells) +
                          f" | {splits['id_test']['n']} | {config} ({chosen['epoch']}) |")
+        for method, why in report["unselected"].items():
+            lines.append(f"| {METHOD_NAMES.get(method, method)} | " + " | ".join(["—"] * len(columns)) +
+                         f" | 0 | none: {why} |")
         lines.append("")
     lines += _analysis_tables(report, columns) + _wise_table(report, measure)
     return "\n".join(lines)
@@ -144,17 +164,18 @@ def _short(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def write_report(study_dir: Path, table: pd.DataFrame) -> tuple[dict, str, Path]:
+def write_report(study_dir: Path, table: pd.DataFrame, wise: pd.DataFrame | None = None) -> tuple[dict, str, Path]:
     """Write ``report/summary.json``, ``report/report.md``, ``report/report.html`` (self-contained) and the figures
-    (each with its CSV) into the study folder; return the summary, the Markdown and the folder."""
+    (each with its CSV) into the study folder; return the summary, the Markdown and the folder. ``wise``: the
+    study's WiSE-FT table (default: read from the study folder)."""
     from study.analysis.html import to_html
     from study.analysis.plots import draw_all
 
-    report = summary(table, read_wise_table(study_dir))
+    report = summary(table, read_wise_table(study_dir) if wise is None else wise)
     folder = Path(study_dir) / REPORT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     figures = draw_all(table, report, folder)
-    text = "\n".join([markdown(table, report).rstrip(), "", "## Figures", "",
+    text = "\n".join([markdown(table, report).rstrip(), *(["", "## Figures", ""] if figures else []),
                       *(f"![{path.stem}]({path.name})" for path in figures)])
     (folder / "summary.json").write_text(json.dumps(report, indent=2))
     (folder / "report.md").write_text(text + "\n")

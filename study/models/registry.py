@@ -1,6 +1,8 @@
 """The backbones: ``@register_backbone("name")`` on a factory, ``create_backbone("name", ...)``."""
 from __future__ import annotations
 
+import inspect
+
 from study.models.backbone import Backbone
 from study.registry import Registry
 
@@ -14,3 +16,8 @@ def create_backbone(name: str, *, num_classes: int, cache_dir=None, progress: bo
     one) and a new ``num_classes``-way head."""
     options = {"weights": weights} if weights is not None else {}
     return BACKBONES.get(name)(num_classes=num_classes, cache_dir=cache_dir, progress=progress, **options)
+
+
+def takes_weights(name: str) -> bool:
+    """Whether backbone ``name`` reads a local pretrained weights file (``weights=``)."""
+    return "weights" in inspect.signature(BACKBONES.get(name)).parameters

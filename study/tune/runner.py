@@ -19,8 +19,9 @@ from study.cache import cache_root
 from study.config import StudyConfig
 from study.data import Benchmark, create_benchmark
 from study.models.pretrained import require_weights
-from study.results import read_table
-from study.tracking import StudyTracker, flatten
+from study.preflight import PreflightError, check_gpus, check_machine, tracking_problem
+from study.results import read_table, read_wise_table, table_dir
+from study.tracking import StudyTracker, flatten, tracking_uri
 from study.tune.prepare import Prepared, prepare
 from study.tune.spaces import SEARCH_METRIC, SEARCH_MODE, build_search, trial_count
 
@@ -84,10 +85,10 @@ def init_ray() -> None:
 
     if ray.is_initialized():
         return
-    if os.environ.get("RAY_ADDRESS"):
+    if os.environ.get("RAY_ADDRESS"):  # asked to join a cluster (checked to answer: ``study.preflight``)
         ray.init(log_to_driver=False)
-    else:
-        ray.init(include_dashboard=False, log_to_driver=False)
+    else:  # a Ray of its own: never a cluster an old address file names
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
 
 
 def experiment_path(study: StudyConfig) -> str:
@@ -157,11 +158,13 @@ def run_study(study: StudyConfig, *, progress: bool = True) -> tuple[dict, str]:
     from study.tune.callbacks import MlflowTrialsCallback, ProgressCallback, ResultsTableCallback
 
     study = absolute(study)
+    check_machine(study)
     _refuse_existing(study)
     benchmark = check_inputs(study)
-    if (found := StudyTracker.find(study)) is not None:
-        raise _exists(f"the MLflow store {found.uri}", study)
     init_ray()
+    check_gpus(study)
+    if (found := StudyTracker.find(study)) is not None:  # opening a SQLite store creates it: after every check
+        raise _exists(f"the MLflow store {found.uri}", study)
     prepared = prepare(study, benchmark, progress=progress)  # damaged weights stop the study before any write
     tracker = StudyTracker.for_study(study)
     study.study_dir.mkdir(parents=True, exist_ok=True)
@@ -185,33 +188,64 @@ def resume_study(study_dir: Path, *, progress: bool = True) -> tuple[dict, str, 
     from study.config import load_config
 
     study = absolute(load_config(Path(study_dir) / CONFIG_FILE))
+    check_machine(study)
     if not _experiment_exists(study):
-        raise NothingToResume(f"{experiment_path(study)}: no Ray Tune experiment to resume (the study stopped "
-                              f"before its first trial); delete {study.study_dir} and `study run` it again")
+        raise NothingToResume(_no_experiment(study))
     tracker = StudyTracker.for_study(study)
     if tracker.existing_parent() is None:
         raise NothingToResume(f"{tracker.uri} holds no MLflow run of study {study.name!r}; pass the tracking URI "
                               "the study ran with (--tracking-uri or $MLFLOW_TRACKING_URI)")
     benchmark = check_inputs(study)
     init_ray()
+    check_gpus(study)
     prepared = prepare(study, benchmark, progress=progress)  # reads the cached features; extracts on a new cache
+    tracker.parent_id = tracker.existing_parent()
+    tracker.end_if_driver_died()
     tracker.reopen_parent()
     report, text = _fit(study, tracker, lambda: tune.Tuner.restore(
         experiment_path(study), trainable=_trainable(study, prepared), resume_unfinished=True, resume_errored=True))
     return report, text, study
 
 
-def report_study(study_dir: Path) -> tuple[dict, str, str | None]:
+def _no_experiment(study: StudyConfig) -> str:
+    """Why a study without its Ray folder cannot be resumed, and what to do instead (never deleting results)."""
+    where = experiment_path(study)
+    if any(table_dir(study.study_dir).glob("*.parquet")):
+        return (f"{where}: Ray Tune's folder of this study is gone, so its trials cannot be restored; the results "
+                f"table keeps every trial it holds (`study report {study.study_dir}` reports them); to run the rest, "
+                "`study run` the config again under a new --name")
+    return (f"{where}: no Ray Tune experiment to resume: the study stopped before its first trial and holds no "
+            f"results; remove {study.study_dir} and `study run` it again")
+
+
+def report_study(study_dir: Path) -> tuple[dict, str, str | None, str | None]:
     """Redraw a study's report from its results tables and log it to the study's MLflow parent run, if the store
-    holds one. Returns the summary, the Markdown and the parent run's id (None if nothing was logged)."""
+    holds one. Returns the summary, the Markdown, the parent run's id (None if nothing was logged) and a warning
+    (None if the table holds every trial MLflow knows of). A table with trials missing or unreadable is reported
+    from what it holds, but its smaller report does not replace the one in MLflow."""
     from study.config import load_config
 
-    report, text, folder = write_report(study_dir, read_table(study_dir))
+    damaged: list[Path] = []
+    table = read_table(study_dir, damaged)
+    report, text, folder = write_report(study_dir, table, read_wise_table(study_dir, damaged))
     config = Path(study_dir) / CONFIG_FILE
-    tracker = StudyTracker.find(absolute(load_config(config))) if config.is_file() else None
+    study = absolute(load_config(config)) if config.is_file() else None
+    if study is not None and (problem := tracking_problem(tracking_uri(study))):
+        raise PreflightError(problem)
+    tracker = StudyTracker.find(study) if study is not None else None
     if tracker is not None:
-        tracker.log_artifacts(folder, REPORT_DIR)
-    return report, text, tracker.parent_id if tracker else None
+        tracker.end_if_driver_died()
+    known = {run.data.tags.get("trial_id") for run in tracker.children()} if tracker else set()
+    missing = sorted(known - set(table["trial_id"]) - {path.stem for path in damaged} - {None})
+    if not (damaged or missing):
+        if tracker is not None:
+            tracker.log_artifacts(folder, REPORT_DIR)
+        return report, text, tracker.parent_id if tracker else None, None
+    parts = ([f"{len(damaged)} unreadable part file(s): {', '.join(str(path) for path in damaged)}"] if damaged else [])
+    parts += [f"{len(missing)} trial(s) MLflow knows have no rows: {', '.join(missing)}"] if missing else []
+    warning = (f"the results table is incomplete ({'; '.join(parts)}): this report covers the "
+               f"{table['trial_id'].nunique()} trials it holds, and the report logged to MLflow is left as it was")
+    return report, text, None, warning
 
 
 def _refuse_existing(study: StudyConfig) -> None:
@@ -224,20 +258,39 @@ def _refuse_existing(study: StudyConfig) -> None:
 
 
 def _exists(where: str, study: StudyConfig) -> StudyExists:
+    if not study.study_dir.exists():  # the store holds a study run under another results dir
+        return StudyExists(f"{where} already holds a study named {study.name!r}, run with another --results-dir "
+                           f"(not {study.results_dir}); pass --name NEW_NAME for a new study, or `study resume` "
+                           "the folder it ran in")
     return StudyExists(f"{where} already holds a study named {study.name!r}; `study resume {study.study_dir}` "
                        f"continues it, or pass --name NEW_NAME for a new one")
 
 
+class Interrupted(RuntimeError):
+    """The study was stopped (Ctrl-C, SIGTERM) before every trial ended; what finished is kept."""
+
+
 def _fit(study: StudyConfig, tracker: StudyTracker, make_tuner) -> tuple[dict, str]:
-    status = "FAILED"
+    """Run the tuner, then end the parent run whatever happened: FINISHED (with the report), KILLED (stopped by
+    a signal: the report of what finished, the trials' runs KILLED too) or FAILED."""
+    status, report, text = "FAILED", None, None
     try:
-        make_tuner().fit()
-        status = "FINISHED"
+        grid = make_tuner().fit()
+        status = "KILLED" if grid.num_terminated + grid.num_errors < max(len(grid), trial_count(study)) else "FINISHED"
+    except KeyboardInterrupt:  # a second Ctrl-C, which Tune passes on
+        status = "KILLED"
     finally:
-        for name in (CONFIG_FILE, "manifest.json"):
-            tracker.client.log_artifact(tracker.parent_id, str(study.study_dir / name))
-        if status == "FINISHED":
-            report, text, folder = write_report(study.study_dir, read_table(study.study_dir))
-            tracker.log_artifacts(folder, REPORT_DIR)
-        tracker.end_parent(status)
+        try:
+            for name in (CONFIG_FILE, "manifest.json"):
+                tracker.client.log_artifact(tracker.parent_id, str(study.study_dir / name))
+            if status != "FAILED" and table_dir(study.study_dir).is_dir():
+                report, text, folder = write_report(study.study_dir, read_table(study.study_dir))
+                tracker.log_artifacts(folder, REPORT_DIR)
+        finally:
+            if status == "KILLED":
+                tracker.end_running_children("KILLED")
+            tracker.end_parent(status)
+    if status == "KILLED":
+        raise Interrupted(f"the study was stopped before every trial ended; what finished is kept in "
+                          f"{study.study_dir}: `study resume {study.study_dir}` continues it")
     return report, text
