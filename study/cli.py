@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import signal
 import sys
 from pathlib import Path
 
@@ -57,7 +55,7 @@ def _run(args) -> int:
     from study.tune.runner import Interrupted, StudyExists, run_study
 
     try:
-        with _stdout_to_stderr(), _sigterm_as_ctrl_c():
+        with _stdout_to_stderr():
             report, text = run_study(study, progress=not args.no_progress)
     except (StudyExists, DataError, WeightsError, PreflightError) as error:
         raise UserError(str(error)) from None
@@ -79,7 +77,7 @@ def _resume(args) -> int:
         raise UserError(f"{folder / CONFIG_FILE}: not found; pass the folder of a study started by `study run` "
                         "(results/<study name>)")
     try:
-        with _stdout_to_stderr(), _sigterm_as_ctrl_c():
+        with _stdout_to_stderr():
             report, text, study = resume_study(folder, progress=not args.no_progress)
     except (ConfigError, NothingToResume, DataError, WeightsError, PreflightError) as error:
         raise UserError(str(error)) from None
@@ -87,17 +85,6 @@ def _resume(args) -> int:
         print(f"stopped: {stopped}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return _print_report(report, text, study, args.json)
-
-
-@contextlib.contextmanager
-def _sigterm_as_ctrl_c():
-    """SIGTERM (a scheduler's stop, `kill`) stops a study as Ctrl-C does: Ray Tune ends its trials, saves its
-    state, and the study's runs are marked KILLED, where Python's default would end the process on the spot."""
-    previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _stdout_to_stderr():

@@ -124,6 +124,15 @@ def read_trial_rows(study_dir: str | os.PathLike, trial_id: str) -> list[dict]:
     return pd.read_parquet(path).drop(columns="outcome").to_dict("records")
 
 
+def read_trial_outcome(part: Path) -> str | None:
+    """The outcome a trial's part file records (None: unreadable)."""
+    try:
+        outcomes = pq.read_table(part, columns=["outcome"]).column("outcome").unique().to_pylist()
+    except (OSError, pa.ArrowException):
+        return None
+    return outcomes[0] if len(outcomes) == 1 else None
+
+
 def read_table(study_dir: str | os.PathLike, damaged: list[Path] | None = None) -> pd.DataFrame:
     """The whole study table, rows sorted by trial, epoch and split. A part file that cannot be read raises
     ``TableDamaged``, unless ``damaged`` is given: its path is added there and the other parts are read."""

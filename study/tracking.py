@@ -72,8 +72,10 @@ class StudyTracker:
 
     @classmethod
     def find(cls, study: StudyConfig) -> "StudyTracker | None":
-        """The tracker of a study the store already holds, its parent run open for logging; None if it holds none."""
-        if MlflowClient(tracking_uri(study)).get_experiment_by_name(study.name) is None:
+        """The tracker of a study the store already holds, its parent run open for logging; None if it holds none
+        (a local store that does not exist yet is not created by asking)."""
+        uri = tracking_uri(study)
+        if not _local_store_exists(uri) or MlflowClient(uri).get_experiment_by_name(study.name) is None:
             return None
         tracker = cls.for_study(study)
         tracker.parent_id = tracker.existing_parent()
@@ -160,6 +162,15 @@ class StudyTracker:
     def end_child(self, run_id: str, outcome: str) -> None:
         self.client.log_batch(run_id, tags=[RunTag("outcome", outcome)])
         self.client.set_terminated(run_id, status="FAILED" if outcome == "failed" else "FINISHED")
+
+
+def _local_store_exists(uri: str) -> bool:
+    """False for a SQLite file or a store folder that is not there yet (MLflow would create it); True otherwise."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):]).exists()
+    if uri.startswith("file:") or "://" not in uri:
+        return Path(uri.removeprefix("file://")).exists()
+    return True
 
 
 def _driver() -> dict[str, str]:

@@ -2,10 +2,12 @@
 write and log the report."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import platform
+import signal
 import subprocess
 import time
 from functools import partial
@@ -20,7 +22,7 @@ from study.config import StudyConfig
 from study.data import Benchmark, create_benchmark
 from study.models.pretrained import require_weights
 from study.preflight import PreflightError, check_gpus, check_machine, tracking_problem
-from study.results import read_table, read_wise_table, table_dir
+from study.results import read_table, read_trial_outcome, read_wise_table, table_dir
 from study.tracking import StudyTracker, flatten, tracking_uri
 from study.tune.prepare import Prepared, prepare
 from study.tune.spaces import SEARCH_METRIC, SEARCH_MODE, build_search, trial_count
@@ -161,10 +163,10 @@ def run_study(study: StudyConfig, *, progress: bool = True) -> tuple[dict, str]:
     check_machine(study)
     _refuse_existing(study)
     benchmark = check_inputs(study)
+    if (found := StudyTracker.find(study)) is not None:
+        raise _exists(f"the MLflow store {found.uri}", study)
     init_ray()
     check_gpus(study)
-    if (found := StudyTracker.find(study)) is not None:  # opening a SQLite store creates it: after every check
-        raise _exists(f"the MLflow store {found.uri}", study)
     prepared = prepare(study, benchmark, progress=progress)  # damaged weights stop the study before any write
     tracker = StudyTracker.for_study(study)
     study.study_dir.mkdir(parents=True, exist_ok=True)
@@ -266,6 +268,30 @@ def _exists(where: str, study: StudyConfig) -> StudyExists:
                        f"continues it, or pass --name NEW_NAME for a new one")
 
 
+def _unfinished(study: StudyConfig, grid) -> bool:
+    """Whether Tune returned before every trial ended (it returns normally when Ctrl-C stops it): trials it never
+    started, or trials the results table still holds as running."""
+    if len(grid) < trial_count(study):
+        return True
+    parts = table_dir(study.study_dir)
+    return any((read_trial_outcome(part) == "running") for part in parts.glob("*.parquet")) if parts.is_dir() else False
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c():
+    """SIGTERM (a scheduler's stop, `kill`) stops a study as Ctrl-C does: Ray Tune ends its trials and saves its
+    state. Installed after Ray starts, whose core worker sets a SIGTERM handler of its own that aborts."""
+    try:
+        previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class Interrupted(RuntimeError):
     """The study was stopped (Ctrl-C, SIGTERM) before every trial ended; what finished is kept."""
 
@@ -275,8 +301,9 @@ def _fit(study: StudyConfig, tracker: StudyTracker, make_tuner) -> tuple[dict, s
     a signal: the report of what finished, the trials' runs KILLED too) or FAILED."""
     status, report, text = "FAILED", None, None
     try:
-        grid = make_tuner().fit()
-        status = "KILLED" if grid.num_terminated + grid.num_errors < max(len(grid), trial_count(study)) else "FINISHED"
+        with _sigterm_as_ctrl_c():
+            grid = make_tuner().fit()
+        status = "KILLED" if _unfinished(study, grid) else "FINISHED"
     except KeyboardInterrupt:  # a second Ctrl-C, which Tune passes on
         status = "KILLED"
     finally:
