@@ -334,7 +334,8 @@ def _parse_resources(raw: Any, check: _Checker) -> ResourcesConfig:
         check.problems.append(f"resources: expected a mapping, got {raw!r}")
         return ResourcesConfig()
     check.unknown_keys(raw, {f.name for f in fields(ResourcesConfig)}, "resources.")
-    values = {f.name: check.typed(raw, f.name, {"int": int, "float": float, "bool": bool}[f.type], f.default, prefix="resources.")
+    kinds = {"int": int, "float": float, "bool": bool}
+    values = {f.name: check.typed(raw, f.name, kinds[f.type], f.default, prefix="resources.")
               for f in fields(ResourcesConfig)}
     resources = ResourcesConfig(**values)
     if resources.workers_per_trial < 1:

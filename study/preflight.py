@@ -62,7 +62,8 @@ def writable_folder(path: Path | None, key: str) -> str | None:
 
 def _data_root_problem(data_root: str | None) -> str | None:
     if data_root is not None and Path(data_root).exists() and not Path(data_root).is_dir():
-        return f"data_root (--data-root or $LPFT_DATA_ROOT): {data_root} is a file; pass the folder that holds the data sets"
+        return (f"data_root (--data-root or $LPFT_DATA_ROOT): {data_root} is a file; pass the folder that holds the "
+                "data sets")
     return None
 
 

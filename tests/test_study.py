@@ -129,7 +129,8 @@ def test_a_name_already_in_the_mlflow_store_is_refused(smoke_study, tmp_path):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "the MLflow store" in lines[0] and "already holds a study named 'smoke'" in lines[0]
-    assert not (tmp_path / "smoke").exists()
+    assert str(tmp_path / "smoke") not in lines[0], "never advise resuming a folder that does not exist"
+    assert not (tmp_path / "smoke").exists() and not (tmp_path / "mlflow.db").exists()
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:

@@ -332,8 +332,8 @@ def linear_probe(features: Features, *, l2: float, num_classes: int, path: Seque
         fits = cached_path(features, values, num_classes, features_file=features_file, device=device, task=task)
         return [_scored(fit, features, class_subsets or {}, device, task) for fit in fits]
 
-    scored = score_path() if features_file is None else cached(path_file(features_file, values, f"{_probe(task)}-scores"),
-                                                               score_path)
+    scores_file = None if features_file is None else path_file(features_file, values, f"{_probe(task)}-scores")
+    scored = score_path() if scores_file is None else cached(scores_file, score_path)
     result = scored[values.index(l2)]
     check_finite(torch.tensor(result["train_loss"]), epoch=1)
     yield EpochResult(epoch=1, splits=result["splits"], train_loss=result["train_loss"],
@@ -347,4 +347,5 @@ def _scored(fit: ProbeFit, features: Features, class_subsets: dict, device, task
         if split != TRAIN:
             logits[split] = restrict(fit.head.logits(x.to(device)), class_subsets.get(split))
             labels[split] = y.to(device)
-    return {"splits": score_splits(logits, labels, ID_VAL, task), "train_loss": fit.train_loss, "head_norm": fit.head.norm}
+    return {"splits": score_splits(logits, labels, ID_VAL, task), "train_loss": fit.train_loss,
+            "head_norm": fit.head.norm}
