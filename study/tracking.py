@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
@@ -133,6 +134,23 @@ class StudyTracker:
             if not token:
                 return runs
 
+    def log_answer(self, report: dict) -> None:
+        """The study's answer on its parent run, as columns of the MLflow UI's runs table: per selection rule and
+        method, the chosen configuration and epoch as a tag (``selected.<rule>.<method>``) and its mean ID-test
+        and OOD-average scores as metrics (``<rule>.<method>.id_test``, ``<rule>.<method>.ood_avg``); the run's
+        description says which method won."""
+        tags, metrics, now = [], [], int(time.time() * 1000)
+        for rule, picks in report["chosen"].items():
+            for method, pick in picks.items():
+                config = ", ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+                                   for key, value in pick["config"].items())
+                tags.append(RunTag(f"selected.{rule}.{method}", f"{config} @ epoch {pick['epoch']}"))
+                splits = report["selection"][rule][method]
+                metrics += [Metric(f"{rule}.{method}.{split}", splits[split]["mean"], now, 0)
+                            for split in ("id_test", "ood_avg")]
+        tags.append(RunTag("mlflow.note.content", describe(report)))
+        self.client.log_batch(self.parent_id, metrics=metrics, tags=tags)
+
     def log_artifacts(self, folder: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifacts(self.parent_id, str(folder), artifact_path)
 
@@ -162,6 +180,21 @@ class StudyTracker:
     def end_child(self, run_id: str, outcome: str) -> None:
         self.client.log_batch(run_id, tags=[RunTag("outcome", outcome)])
         self.client.set_terminated(run_id, status="FAILED" if outcome == "failed" else "FINISHED")
+
+
+def describe(report: dict) -> str:
+    """One paragraph: what the study ran and which method did best ID and OOD under ID-val selection."""
+    picks, metric = report["selection"]["id_val"], report.get("metric", "accuracy")
+    counts = report["trials"]
+    text = (f"Study {report['study']}: {counts['total']} trials ({counts['finished']} finished, "
+            f"{counts['diverged']} diverged, {counts['failed']} failed). ")
+    if not picks:
+        return text + "No method has a configuration that finished on every seed."
+    best = max if metric == "accuracy" else min
+    for split, words in (("id_test", "ID test"), ("ood_avg", "OOD test (average)")):
+        winner = best(picks, key=lambda method: picks[method][split]["mean"])
+        text += f"Best on {words} by ID-val selection: {winner} ({picks[winner][split]['mean']:.4g} {metric}). "
+    return text + "".join(f"{method} has none: {why}. " for method, why in report.get("unselected", {}).items())
 
 
 def _local_store_exists(uri: str) -> bool:

@@ -305,3 +305,21 @@ def test_a_study_whose_ray_folder_is_gone_is_not_resumed_and_keeps_its_results(s
     err = capsys.readouterr().err
     assert code == 2 and "cannot be restored" in err and "study report" in err, err
     assert "remove" not in err and "delete" not in err, "never advise a step that loses finished results"
+
+
+def test_the_parent_run_carries_each_methods_winner_and_scores(smoke_study):
+    """The MLflow runs table answers "which method won" without opening an artifact."""
+    results, report = smoke_study
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    (parent,) = client.search_runs([client.get_experiment_by_name("smoke").experiment_id], "tags.lpft_role = 'study'")
+    tags, metrics = parent.data.tags, parent.data.metrics
+    for rule, picks in report["chosen"].items():
+        for method, pick in picks.items():
+            assert tags[f"selected.{rule}.{method}"].endswith(f"@ epoch {pick['epoch']}")
+            for split in ("id_test", "ood_avg"):
+                assert metrics[f"{rule}.{method}.{split}"] == pytest.approx(
+                    report["selection"][rule][method][split]["mean"])
+    lr = report["chosen"]["id_val"]["ft"]["config"]["lr"]
+    assert f"lr={lr:g}" in tags["selected.id_val.ft"]
+    best = max(report["selection"]["id_val"], key=lambda m: report["selection"]["id_val"][m]["ood_avg"]["mean"])
+    assert f"Best on OOD test (average) by ID-val selection: {best}" in tags["mlflow.note.content"]

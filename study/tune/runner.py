@@ -242,6 +242,7 @@ def report_study(study_dir: Path) -> tuple[dict, str, str | None, str | None]:
     if not (damaged or missing):
         if tracker is not None:
             tracker.log_artifacts(folder, REPORT_DIR)
+            tracker.log_answer(report)
         return report, text, tracker.parent_id if tracker else None, None
     parts = ([f"{len(damaged)} unreadable part file(s): {', '.join(str(path) for path in damaged)}"] if damaged else [])
     parts += [f"{len(missing)} trial(s) MLflow knows have no rows: {', '.join(missing)}"] if missing else []
@@ -313,6 +314,7 @@ def _fit(study: StudyConfig, tracker: StudyTracker, make_tuner) -> tuple[dict, s
             if status != "FAILED" and table_dir(study.study_dir).is_dir():
                 report, text, folder = write_report(study.study_dir, read_table(study.study_dir))
                 tracker.log_artifacts(folder, REPORT_DIR)
+                tracker.log_answer(report)
         finally:
             if status == "KILLED":
                 tracker.end_running_children("KILLED")
