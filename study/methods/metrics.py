@@ -24,8 +24,7 @@ from study.methods.distributed import all_reduce_sum
 ECE_BINS = 15
 CALIBRATION = ("loss", "ece", "brier", "reliability")
 TEMPERATURES = torch.logspace(-1.5, 1.5, 241)  # 0.03 ... 32, about 3% apart
-CLASSIFICATION, REGRESSION = "classification", "regression"
-TASKS = (CLASSIFICATION, REGRESSION)
+CLASSIFICATION, REGRESSION = "classification", "regression"  # what a benchmark asks: its ``task``
 
 
 class SplitMeter:

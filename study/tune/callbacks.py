@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from study.results import WISE_TABLE_DIR, read_trial_rows, rows_from_report, wise_rows_from_report, write_trial_rows
 from study.tracking import StudyTracker
-from study.tune.spaces import TrialSpec
+from study.tune.spaces import SEARCH_METRIC, TrialSpec
 
 
 def metrics_of(result: dict, scalars_only: bool = False) -> dict:
@@ -122,7 +122,8 @@ class ProgressCallback(Callback):
     def __init__(self, total: int, seeds: tuple[int, ...], enabled: bool = True):
         self.total, self.seeds, self.enabled = total, seeds, enabled
         self.bar = None
-        self.best: dict[str, float] = {}
+        self.best: dict[str, float] = {}  # the best search score (``SEARCH_METRIC``) so far, per method
+        self.squared_error = False  # a regression study: the score is minus the squared error
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "bar": None, "best": {}}
@@ -131,12 +132,11 @@ class ProgressCallback(Callback):
         self.bar = tqdm(total=self.total, desc="trials", unit="trial", disable=not self.enabled)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        for metric, sign in (("acc", 1), ("mse", -1)):
-            if f"id_val/{metric}" in result and result.get("epoch", 0) > 0:
-                method = TrialSpec.of(trial.config, self.seeds).method
-                value = sign * result[f"id_val/{metric}"]
-                self.best[method] = (metric, max(value, self.best.get(method, (metric, value))[1]))
-                self._refresh(trials)
+        if SEARCH_METRIC in result and result.get("epoch", 0) > 0:
+            method = TrialSpec.of(trial.config, self.seeds).method
+            self.best[method] = max(self.best.get(method, result[SEARCH_METRIC]), result[SEARCH_METRIC])
+            self.squared_error = "id_val/mse" in result
+            self._refresh(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._refresh(trials)
@@ -151,8 +151,8 @@ class ProgressCallback(Callback):
         running = sum(trial.status == "RUNNING" for trial in trials)
         counts = {"diverged": sum(outcome_of(t) == "diverged" for t in done if t.status == "TERMINATED"),
                   "failed": sum(t.status == "ERROR" for t in done)}
-        best = " ".join(f"{m}={v:.1f}" if metric == "acc" else f"{m}={-v:.3g} mse"
-                        for m, (metric, v) in sorted(self.best.items()))
+        best = " ".join(f"{m}={-v:.3g} mse" if self.squared_error else f"{m}={v:.1f}"
+                        for m, v in sorted(self.best.items()))
         extra = " ".join(f"{k}={v}" for k, v in counts.items() if v)
         self.bar.set_postfix_str(f"running={running} best id_val: {best} {extra}".strip())
 

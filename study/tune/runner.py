@@ -244,7 +244,7 @@ def report_study(study_dir: Path) -> tuple[dict, str, str | None, str | None]:
             tracker.log_artifacts(folder, REPORT_DIR)
             tracker.log_answer(report)
         return report, text, tracker.parent_id if tracker else None, None
-    parts = ([f"{len(damaged)} unreadable part file(s): {', '.join(str(path) for path in damaged)}"] if damaged else [])
+    parts = [f"{len(damaged)} unreadable part file(s): {', '.join(map(str, damaged))}"] if damaged else []
     parts += [f"{len(missing)} trial(s) MLflow knows have no rows: {', '.join(missing)}"] if missing else []
     warning = (f"the results table is incomplete ({'; '.join(parts)}): this report covers the "
                f"{table['trial_id'].nunique()} trials it holds, and the report logged to MLflow is left as it was")
@@ -274,8 +274,7 @@ def _unfinished(study: StudyConfig, grid) -> bool:
     started, or trials the results table still holds as running."""
     if len(grid) < trial_count(study):
         return True
-    parts = table_dir(study.study_dir)
-    return any((read_trial_outcome(part) == "running") for part in parts.glob("*.parquet")) if parts.is_dir() else False
+    return any(read_trial_outcome(part) == "running" for part in table_dir(study.study_dir).glob("*.parquet"))
 
 
 @contextlib.contextmanager
