@@ -52,12 +52,13 @@ def _run(args) -> int:
     from study.data.files import DataError
     from study.models.pretrained import WeightsError
     from study.preflight import PreflightError
+    from study.results import TableDamaged
     from study.tune.runner import Interrupted, StudyExists, run_study
 
     try:
         with _stdout_to_stderr():
             report, text = run_study(study, progress=not args.no_progress)
-    except (StudyExists, DataError, WeightsError, PreflightError) as error:
+    except (StudyExists, DataError, WeightsError, PreflightError, TableDamaged) as error:
         raise UserError(str(error)) from None
     except Interrupted as stopped:
         print(f"stopped: {stopped}", file=sys.stderr)
@@ -70,6 +71,7 @@ def _resume(args) -> int:
     from study.data.files import DataError
     from study.models.pretrained import WeightsError
     from study.preflight import PreflightError
+    from study.results import TableDamaged
     from study.tune.runner import CONFIG_FILE, Interrupted, NothingToResume, resume_study
 
     folder = Path(args.study_dir)
@@ -79,7 +81,7 @@ def _resume(args) -> int:
     try:
         with _stdout_to_stderr():
             report, text, study = resume_study(folder, progress=not args.no_progress)
-    except (ConfigError, NothingToResume, DataError, WeightsError, PreflightError) as error:
+    except (ConfigError, NothingToResume, DataError, WeightsError, PreflightError, TableDamaged) as error:
         raise UserError(str(error)) from None
     except Interrupted as stopped:
         print(f"stopped: {stopped}", file=sys.stderr)
