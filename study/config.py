@@ -58,6 +58,11 @@ class ConfigError(ValueError):
         super().__init__("\n".join(problems))
 
 
+def short(value) -> str:
+    """A hyper-parameter value as names and tables write it: 0.001, 1e-05, 20."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 @dataclass(frozen=True)
 class Param:
     """One hyper-parameter's search space: ``fixed``, ``grid`` or a distribution."""
@@ -142,6 +147,13 @@ class StudyConfig:
     def to_dict(self) -> dict:
         """The resolved configuration, as YAML-able plain data (what the study ran with)."""
         return copy.deepcopy(self.raw)
+
+    def searched(self, method: str) -> tuple[str, ...]:
+        """The hyper-parameters of ``method`` the study varies (a grid of several values, or a distribution); if
+        none, its first one (its learning rate or L2 strength), so a trial's name always says what it ran."""
+        params = self.methods.get(method, {})
+        varied = tuple(name for name, param in params.items() if param.is_sampled or len(param.values) > 1)
+        return varied or tuple(params)[:1]
 
     @property
     def lp_grid(self) -> tuple[str, tuple[float, ...]]:

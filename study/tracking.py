@@ -17,7 +17,7 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from study.config import StudyConfig
+from study.config import StudyConfig, short
 
 PARENT_TAG = "mlflow.parentRunId"
 
@@ -142,8 +142,7 @@ class StudyTracker:
         tags, metrics, now = [], [], int(time.time() * 1000)
         for rule, picks in report["chosen"].items():
             for method, pick in picks.items():
-                config = ", ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
-                                   for key, value in pick["config"].items())
+                config = ", ".join(f"{key}={short(value)}" for key, value in pick["config"].items())
                 tags.append(RunTag(f"selected.{rule}.{method}", f"{config} @ epoch {pick['epoch']}"))
                 splits = report["selection"][rule][method]
                 metrics += [Metric(f"{rule}.{method}.{split}", splits[split]["mean"], now, 0)

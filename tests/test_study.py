@@ -84,7 +84,13 @@ def test_every_trial_has_an_mlflow_child_run_with_epoch_metrics(smoke_study):
         trial = table[table["trial_id"] == child.data.tags["trial_id"]]
         outcome = trial["outcome"].iloc[0]
         assert child.data.tags["outcome"] == outcome
-        assert child.data.params["method"] == trial["method"].iloc[0]
+        method = trial["method"].iloc[0]
+        assert child.data.params["method"] == method and child.data.tags["seed"] == str(trial["seed"].iloc[0])
+        shown = "lr" if method != "lp" else "l2"  # smoke.yaml varies FT's lr; every other method shows its first
+        assert child.info.run_name == f"{method} {shown}={float(child.data.params[shown]):g} seed{trial['seed'].iloc[0]}"
+        if method in ("lpft", "lplora"):
+            assert float(child.data.tags["lp_l2"]) == trial["lp_l2"].dropna().iloc[0]
+            assert "extra/lp_l2" not in child.data.metrics, "chosen once: a tag, not a per-epoch metric"
         if outcome != "finished":
             continue
         history = client.get_metric_history(child.info.run_id, "id_test/acc")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from study.analysis.selection import OOD_AVG, RULES, Selection, headline, metric_of, ood_splits, select, wise_of
-from study.config import METHODS
+from study.config import METHODS, short
 from study.results import hparam_columns, read_wise_table
 
 METHOD_NAMES = {"lp": "LP", "ft": "FT", "lpft": "LP-FT", "lora": "LoRA", "lplora": "LP-LoRA"}
@@ -95,7 +95,7 @@ def markdown(table: pd.DataFrame, report: dict) -> str:
         for method, splits in report["selection"][rule].items():
             chosen = report["chosen"][rule][method]
             searched = _searched(table, method)
-            config = ", ".join(f"{k}={_short(v)}" for k, v in chosen["config"].items() if k in searched)
+            config = ", ".join(f"{k}={short(v)}" for k, v in chosen["config"].items() if k in searched)
             cells = [_mean_std(splits[c], measure.column) for c in columns]
             lines.append(f"| {METHOD_NAMES.get(method, method)} | " + " | ".join(cells) +
                          f" | {splits['id_test']['n']} | {config} ({chosen['epoch']}) |")
@@ -158,10 +158,6 @@ def _searched(table: pd.DataFrame, method: str) -> set[str]:
     rows = table[table["method"] == method]
     names = [column for column in hparam_columns(rows) if rows[column].notna().all()]
     return {name for name in names if rows[name].nunique() > 1} or set(names[:1])
-
-
-def _short(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def write_report(study_dir: Path, table: pd.DataFrame, wise: pd.DataFrame | None = None) -> tuple[dict, str, Path]:

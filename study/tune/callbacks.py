@@ -13,6 +13,7 @@ from pathlib import Path
 from ray.tune import Callback
 from tqdm.auto import tqdm
 
+from study.config import short
 from study.results import WISE_TABLE_DIR, read_trial_rows, rows_from_report, wise_rows_from_report, write_trial_rows
 from study.tracking import StudyTracker
 from study.tune.spaces import SEARCH_METRIC, TrialSpec
@@ -77,10 +78,12 @@ class ResultsTableCallback(Callback):
 
 
 class MlflowTrialsCallback(Callback):
-    """One MLflow child run per trial: hyper-parameters as params, per-epoch metrics with step = epoch."""
+    """One MLflow child run per trial, named by its method, searched hyper-parameters and seed: hyper-parameters as
+    params, per-epoch metrics with step = epoch, what a trial chooses once (LP-FT's ``lp_l2``) as a tag.
+    ``searched``: per method, the hyper-parameters its name shows (``StudyConfig.searched``)."""
 
-    def __init__(self, tracker: StudyTracker, seeds: tuple[int, ...]):
-        self.tracker, self.seeds = tracker, seeds
+    def __init__(self, tracker: StudyTracker, seeds: tuple[int, ...], searched: dict[str, tuple[str, ...]]):
+        self.tracker, self.seeds, self.searched = tracker, seeds, searched
         self._runs: dict[str, str] = {}
         self._last_epoch: dict[str, int] = {}
 
@@ -91,7 +94,9 @@ class MlflowTrialsCallback(Callback):
         if trial.trial_id not in self._runs:
             spec = TrialSpec.of(trial.config, self.seeds)
             params = {"method": spec.method, "seed": spec.seed, **spec.hparams}
-            run_id = self.tracker.child_run(trial.trial_id, f"{spec.method}-seed{spec.seed}-{trial.trial_id}", params,
+            shown = ", ".join(f"{name}={short(spec.hparams[name])}" for name in self.searched.get(spec.method, ())
+                              if name in spec.hparams)
+            run_id = self.tracker.child_run(trial.trial_id, f"{spec.method} {shown} seed{spec.seed}", params,
                                             {"method": spec.method, "seed": str(spec.seed)})
             self._runs[trial.trial_id] = run_id
             self._last_epoch[trial.trial_id] = self.tracker.last_logged_epoch(run_id)
@@ -105,8 +110,11 @@ class MlflowTrialsCallback(Callback):
             return
         run_id, epoch = self._run_id(trial), int(result["epoch"])
         if epoch > self._last_epoch[trial.trial_id]:  # a trial resumed from an older checkpoint repeats epochs
-            self.tracker.log_epoch(run_id, metrics_of(result, scalars_only=True), epoch, int(time.time() * 1000),
-                                   tags={"device": result["device"]} if "device" in result else None)
+            metrics = metrics_of(result, scalars_only=True)
+            tags = {"device": result["device"]} if "device" in result else {}
+            if "extra/lp_l2" in metrics:
+                tags["lp_l2"] = short(metrics.pop("extra/lp_l2"))
+            self.tracker.log_epoch(run_id, metrics, epoch, int(time.time() * 1000), tags=tags)
             self._last_epoch[trial.trial_id] = epoch
 
     def on_trial_complete(self, iteration, trials, trial, **info):

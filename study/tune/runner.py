@@ -177,7 +177,8 @@ def run_study(study: StudyConfig, *, progress: bool = True) -> tuple[dict, str]:
     tracker.start_parent(flatten(study.to_dict()), {"study": study.name, **{f"fingerprint.{k}": v for k, v in
                                                                            prepared.fingerprints.items()}})
     callbacks = [ResultsTableCallback(study.study_dir, study.name, study.seeds),
-                 MlflowTrialsCallback(tracker, study.seeds), ProgressCallback(trial_count(study), study.seeds, progress)]
+                 MlflowTrialsCallback(tracker, study.seeds, {method: study.searched(method) for method in study.methods}),
+                 ProgressCallback(trial_count(study), study.seeds, progress)]
     return _fit(study, tracker, lambda: build_tuner(study, prepared, callbacks))
 
 
