@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from study.config import StudyConfig
+from study.tracking import local_store, tracking_uri
 
 PROBE_TIMEOUT_S = 3.0
 TRACKING_SCHEMES = {"", "file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks"}
@@ -29,8 +30,6 @@ class PreflightError(RuntimeError):
 
 def check_machine(study: StudyConfig) -> None:
     """Every problem a study's paths, storage, tracking store and Ray address have, raised together."""
-    from study.tracking import tracking_uri
-
     problems = [writable_folder(study.results_dir, "results_dir (--results-dir)"),
                 writable_folder(study.cache_dir, "cache_dir (--cache-dir or $LPFT_CACHE_DIR)"),
                 _data_root_problem(study.data_root),
@@ -70,12 +69,13 @@ def _data_root_problem(data_root: str | None) -> str | None:
 def _storage_problem(storage: str | None) -> str | None:
     if storage is None:
         return None
-    scheme = urllib.parse.urlparse(storage).scheme if "://" in storage else ""
+    parsed = urllib.parse.urlparse(storage)
+    scheme = parsed.scheme if "://" in storage else ""
     if scheme and scheme not in STORAGE_SCHEMES:
         return (f"storage: {storage} is not a storage Ray can write to (scheme {scheme!r}); use a folder every node "
                 f"mounts, or one of {', '.join(f'{name}://' for name in sorted(STORAGE_SCHEMES))}")
     if scheme in ("", "file"):
-        return writable_folder(Path(urllib.parse.urlparse(storage).path if scheme else storage), "storage")
+        return writable_folder(Path(parsed.path if scheme else storage), "storage")
     return None
 
 
@@ -88,10 +88,8 @@ def tracking_problem(uri: str) -> str | None:
     if scheme not in TRACKING_SCHEMES:
         return (f"{key}: {uri} is not a tracking URI MLflow knows (scheme {scheme!r}); use sqlite:///PATH/mlflow.db, "
                 "a folder, or http://HOST:PORT of an `mlflow server`")
-    if scheme == "sqlite":
-        return writable_folder(Path(uri[len("sqlite:///"):]).parent, key)
-    if scheme in ("", "file"):
-        return writable_folder(Path(parsed.path if scheme else uri), key)
+    if (store := local_store(uri)) is not None:
+        return writable_folder(store.parent if scheme == "sqlite" else store, key)
     if scheme in ("http", "https"):
         try:
             urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT_S).close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+import urllib.parse
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
@@ -96,8 +97,7 @@ class StudyTracker:
         return self.parent_id
 
     def reopen_parent(self) -> str:
-        """Mark the existing parent run running again (``study resume``)."""
-        self.parent_id = self.existing_parent()
+        """Mark the parent run (``parent_id``, found by ``existing_parent``) running again (``study resume``)."""
         self.client.update_run(self.parent_id, status="RUNNING")
         self.client.log_batch(self.parent_id, tags=[RunTag(key, value) for key, value in _driver().items()])
         return self.parent_id
@@ -196,13 +196,19 @@ def describe(report: dict) -> str:
     return text + "".join(f"{method} has none: {why}. " for method, why in report.get("unselected", {}).items())
 
 
-def _local_store_exists(uri: str) -> bool:
-    """False for a SQLite file or a store folder that is not there yet (MLflow would create it); True otherwise."""
+def local_store(uri: str) -> Path | None:
+    """The SQLite file or the store folder a local tracking URI names; None for a server."""
     if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///"):]).exists()
+        return Path(uri[len("sqlite:///"):])
     if uri.startswith("file:") or "://" not in uri:
-        return Path(uri.removeprefix("file://")).exists()
-    return True
+        return Path(urllib.parse.urlparse(uri).path if uri.startswith("file:") else uri)
+    return None
+
+
+def _local_store_exists(uri: str) -> bool:
+    """False for a local store that is not there yet (MLflow would create it by being asked); True otherwise."""
+    store = local_store(uri)
+    return store is None or store.exists()
 
 
 def _driver() -> dict[str, str]:

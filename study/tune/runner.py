@@ -195,14 +195,14 @@ def resume_study(study_dir: Path, *, progress: bool = True) -> tuple[dict, str, 
     if not _experiment_exists(study):
         raise NothingToResume(_no_experiment(study))
     tracker = StudyTracker.for_study(study)
-    if tracker.existing_parent() is None:
+    tracker.parent_id = tracker.existing_parent()
+    if tracker.parent_id is None:
         raise NothingToResume(f"{tracker.uri} holds no MLflow run of study {study.name!r}; pass the tracking URI "
                               "the study ran with (--tracking-uri or $MLFLOW_TRACKING_URI)")
     benchmark = check_inputs(study)
     init_ray()
     check_gpus(study)
     prepared = prepare(study, benchmark, progress=progress)  # reads the cached features; extracts on a new cache
-    tracker.parent_id = tracker.existing_parent()
     tracker.end_if_driver_died()
     tracker.reopen_parent()
     report, text = _fit(study, tracker, lambda: tune.Tuner.restore(
