@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from study.data import Benchmark, Pipeline, TensorImages
 from study.data.transforms import TensorNormalize
-from study.methods import fine_tune
+from study.methods import Scoring, fine_tune
 
 
 def timm_images_per_second(model: torch.nn.Module, batch_size: int, img_size: int, steps: int, warmup: int,
@@ -57,8 +57,8 @@ def project_images_per_second(model: torch.nn.Module, batch_size: int, img_size:
     data = random_benchmark(batch_size * (steps + warmup), batch_size, img_size)
     config = model.pretrained_cfg  # uint8 batches go to the device, and are normalised there
     pipeline = Pipeline(data, device=device, normalize=TensorNormalize(config["mean"], config["std"]))
-    results = fine_tune(model, pipeline, lr=1e-3, epochs=2, batch_size=batch_size, precision="bf16",
-                        eval_batch_size=batch_size)
+    results = fine_tune(model, pipeline, lr=1e-3, epochs=2, batch_size=batch_size, momentum=0.9, weight_decay=0.0,
+                        precision="bf16", scoring=Scoring(batch_size=batch_size))
     next(results)  # epoch 0: evaluation only
     next(results)  # epoch 1: warm-up (cudnn autotuning, allocator)
     synchronize(device)

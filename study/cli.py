@@ -1,8 +1,9 @@
-"""The `study` command: run a study, resume it, redraw its report.
+"""The `study` command: run a study, resume it, confirm its selections on new seeds, redraw its report.
 
     study run search_spaces/quickstart.yaml          run a study (Ray Tune, logged to MLflow), print its tables
     study run search_spaces/smoke.yaml --set seeds=[0,1] --name smoke2
     study resume results/quickstart                  continue a study whose driver stopped (crash, Ctrl-C, preemption)
+    study confirm results/quickstart --seeds 5       rerun each method's selected configuration on 5 new seeds
     study report results/quickstart                  redraw the report (tables, figures, report.html), no rerun
     study report results/quickstart --json           the same as one JSON object
 """
@@ -42,46 +43,58 @@ def study_from_args(args):
     try:
         return load_config(args.config, args.set, name=args.name, results_dir=args.results_dir,
                            tracking_uri=args.tracking_uri, cache_dir=args.cache_dir, data_root=args.data_root,
-                           backbone_weights=args.weights)
+                           backbone_weights=args.weights, system_metrics=args.system_metrics or None)
     except ConfigError as error:
         raise UserError(str(error)) from None
 
 
 def _run(args) -> int:
     study = study_from_args(args)
-    from study.data.files import DataError
-    from study.models.pretrained import WeightsError
-    from study.preflight import PreflightError
-    from study.results import TableDamaged
-    from study.tune.runner import Interrupted, StudyExists, run_study
+    from study.tune.runner import run_study
 
-    try:
-        with _stdout_to_stderr():
-            report, text = run_study(study, progress=not args.no_progress)
-    except (StudyExists, DataError, WeightsError, PreflightError, TableDamaged) as error:
-        raise UserError(str(error)) from None
-    except Interrupted as stopped:
-        print(f"stopped: {stopped}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return _print_report(report, text, study, args.json)
+    return _until_report(lambda: (*run_study(study, progress=not args.no_progress), study), args)
 
 
 def _resume(args) -> int:
-    from study.config import ConfigError
-    from study.data.files import DataError
-    from study.models.pretrained import WeightsError
-    from study.preflight import PreflightError
-    from study.results import TableDamaged
-    from study.tune.runner import CONFIG_FILE, Interrupted, NothingToResume, resume_study
+    from study.tune.runner import resume_study
+
+    folder = _study_folder(args)
+    return _until_report(lambda: resume_study(folder, progress=not args.no_progress), args)
+
+
+def _confirm(args) -> int:
+    from study.tune.confirm import confirm_study
+
+    folder = _study_folder(args)
+    return _until_report(lambda: confirm_study(folder, args.seeds, progress=not args.no_progress), args)
+
+
+def _study_folder(args) -> Path:
+    from study.tune.runner import CONFIG_FILE
 
     folder = Path(args.study_dir)
     if not (folder / CONFIG_FILE).is_file():
         raise UserError(f"{folder / CONFIG_FILE}: not found; pass the folder of a study started by `study run` "
                         "(results/<study name>)")
+    return folder
+
+
+def _until_report(work, args) -> int:
+    """Run ``work`` (it returns the report, its Markdown and the study) and print the report; a bad input is one
+    line, a stop says what was kept."""
+    from study.config import ConfigError
+    from study.data.files import DataError
+    from study.models.pretrained import WeightsError
+    from study.preflight import PreflightError
+    from study.results import TableDamaged
+    from study.tune.confirm import ConfirmError
+    from study.tune.runner import Interrupted, NothingToResume, StudyExists
+
     try:
         with _stdout_to_stderr():
-            report, text, study = resume_study(folder, progress=not args.no_progress)
-    except (ConfigError, NothingToResume, DataError, WeightsError, PreflightError, TableDamaged) as error:
+            report, text, study = work()
+    except (ConfigError, StudyExists, NothingToResume, ConfirmError, DataError, WeightsError, PreflightError,
+            TableDamaged, FileNotFoundError) as error:
         raise UserError(str(error)) from None
     except Interrupted as stopped:
         print(f"stopped: {stopped}", file=sys.stderr)
@@ -153,6 +166,9 @@ def parser() -> argparse.ArgumentParser:
                                          "the embedded benchmark needs none)")
     run.add_argument("--weights", help="local pretrained weights file of the backbone (a MoCo .pth.tar, a timm or "
                                        "CLIP checkpoint)")
+    run.add_argument("--system-metrics", action="store_true",
+                     help="log MLflow's system metrics (CPU, memory, disk, network; GPU where there is one) to the "
+                          "parent run (the driver's node) and to every trial's run (its node)")
     run.add_argument("--json", action="store_true", help="print the report as one JSON object")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(command=_run)
@@ -165,6 +181,18 @@ def parser() -> argparse.ArgumentParser:
     resume.add_argument("--json", action="store_true", help="print the report as one JSON object")
     resume.add_argument("--no-progress", action="store_true", help="no progress bars")
     resume.set_defaults(command=_resume)
+
+    confirm = commands.add_parser("confirm", help="rerun each method's selected configuration on new seeds",
+                                  description="Rerun every method's selected configuration (by ID val, and the "
+                                              "OOD oracle's where it picks another) once per new seed, into the "
+                                              "same results table and MLflow parent run; the report's tables then "
+                                              "count every seed (selection still chooses by the search's). Run it "
+                                              "again to continue one that was stopped.")
+    confirm.add_argument("study_dir", help="a study folder, e.g. results/quickstart")
+    confirm.add_argument("--seeds", type=int, required=True, metavar="N", help="how many new seeds, e.g. 5")
+    confirm.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    confirm.add_argument("--no-progress", action="store_true", help="no progress bars")
+    confirm.set_defaults(command=_confirm)
 
     report = commands.add_parser("report", help="redraw a study's report from its results tables",
                                  description="Read <study dir>/results.parquet (and wise.parquet), select by ID val "

@@ -13,17 +13,17 @@ Each method's hyper-parameter takes one of these forms:
 """
 from __future__ import annotations
 
-import copy
 import math
 import os
 from dataclasses import dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-METHODS = ("lp", "ft", "lpft", "lora", "lplora")
-LP_FIRST = ("lpft", "lplora")  # the methods whose first stage is LP (its strengths: lpft_head_l2 or lpft_head_C)
+from study.methods.catalog import METHODS as CATALOG
+
 SEARCH_ALGORITHMS = ("grid", "random", "optuna")
 SCHEDULERS = ("fifo", "asha")
 DISTRIBUTIONS = ("loguniform", "uniform", "choice")
@@ -31,20 +31,6 @@ PRECISIONS = ("fp32", "bf16")
 SCHEDULES = ("epoch", "step")  # the cosine schedule stepped once per epoch (the official code's) or per batch
 TRANSFORMS = ("paper", "backbone")  # the paper's inputs for its benchmarks (study.data.protocol), or the backbone's
 
-_FT_PARAMS = {"lr": (float, 0.01), "epochs": (int, 10), "batch_size": (int, 64), "momentum": (float, 0.9),
-              "weight_decay": (float, 0.0)}
-# Per method: hyper-parameter -> (type, default). The only place these names and defaults live.
-METHOD_PARAMS: dict[str, dict[str, tuple[type, Any]]] = {
-    # LP's strength is ``l2`` (mean loss + l2/2 ||W||^2) or, as the paper's sklearn sweep gives it, ``C`` (l2 = 1/(C n)).
-    "lp": {"l2": (float, 1e-3), "C": (float, None)},
-    "ft": dict(_FT_PARAMS),
-    "lpft": {**_FT_PARAMS, "lr": (float, 0.001)},
-    # LoRA: a rank-``rank`` update of every encoder layer, multiplied by ``scale``; the head trains in full.
-    "lora": {**_FT_PARAMS, "rank": (int, 4), "scale": (float, 1.0)},
-    "lplora": {**_FT_PARAMS, "lr": (float, 0.001), "rank": (int, 4), "scale": (float, 1.0)},
-}
-# WiSE-FT's interpolations between the starting and the fine-tuned weights, scored after an FT-like trial's last epoch.
-WISE_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 _POSITIVE = {"lr", "epochs", "batch_size", "l2", "C", "rank", "scale"}
 _NON_NEGATIVE = {"weight_decay"}
 _BELOW_ONE = {"momentum"}  # SGD's momentum: 0 <= momentum < 1
@@ -73,6 +59,12 @@ class Param:
     @property
     def is_sampled(self) -> bool:
         return self.kind in DISTRIBUTIONS
+
+    def to_yaml(self):
+        """As a study file writes it: a value, a list (a grid) or ``{distribution: [...]}``."""
+        if self.kind == "fixed":
+            return self.values[0]
+        return list(self.values) if self.kind == "grid" else {self.kind: list(self.values)}
 
 
 @dataclass(frozen=True)
@@ -106,8 +98,12 @@ class ResourcesConfig:
 
     def of_trial(self, method: str) -> tuple[int, float, float]:
         """(workers, CPUs per worker, GPUs per worker) of one trial of ``method``."""
-        if method == "lp":
+        if not CATALOG[method].trains_encoder:
             return 1, self.lp_cpus, self.lp_gpus
+        return self.workers_per_trial, self.cpus_per_worker, self.gpus_per_worker
+
+    def of_encoder_trials(self) -> tuple[int, float, float]:
+        """(workers, CPUs per worker, GPUs per worker) of a trial of any method that trains the encoder."""
         return self.workers_per_trial, self.cpus_per_worker, self.gpus_per_worker
 
 
@@ -119,7 +115,9 @@ class StudyConfig:
     seeds: tuple[int, ...] = (0,)
     methods: dict[str, dict[str, Param]] = field(default_factory=dict)
     lpft_head: tuple[str, tuple[float, ...]] = ("l2", ())  # ("l2" or "C", values) of LP-FT's (LP-LoRA's) LP stage
-    wise_alphas: tuple[float, ...] = WISE_ALPHAS
+    # WiSE-FT's interpolations between the starting and the fine-tuned weights, scored after an FT-like trial's
+    # last epoch.
+    wise_alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     precision: str = "fp32"  # FT-like training: fp32, or bf16 autocast (for GPUs)
     schedule: str = "epoch"
     transforms: str = "paper"
@@ -132,7 +130,7 @@ class StudyConfig:
     backbone_weights: str | None = None
     cache_dir: Path | None = None
     tracking_uri: str | None = None
-    raw: dict = field(default_factory=dict, compare=False, repr=False)
+    system_metrics: bool = False  # MLflow's system metrics (CPU, memory, GPU) on the parent run and every trial's
 
     @property
     def study_dir(self) -> Path:
@@ -145,8 +143,19 @@ class StudyConfig:
         return f"{self.storage.rstrip('/')}/{self.name}" if self.storage else str(self.study_dir)
 
     def to_dict(self) -> dict:
-        """The resolved configuration, as YAML-able plain data (what the study ran with)."""
-        return copy.deepcopy(self.raw)
+        """The resolved configuration, every default filled in, as a study file writes it: what ``config.yaml``
+        keeps and the MLflow parent run logs, and what ``parse_config`` reads back into this same config."""
+        out = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name == "methods":
+                out["methods"] = {method: {key: param.to_yaml() for key, param in params.items()}
+                                  for method, params in value.items()}
+            elif item.name == "lpft_head":
+                out.update({f"lpft_head_{value[0]}": list(value[1])} if value[1] else {})
+            else:
+                out[item.name] = _plain(value)
+        return out
 
     def searched(self, method: str) -> tuple[str, ...]:
         """The hyper-parameters of ``method`` the study varies (a grid of several values, or a distribution); if
@@ -163,6 +172,20 @@ class StudyConfig:
             if kind in params and not params[kind].is_sampled:
                 return kind, params[kind].values
         return "l2", ()
+
+
+def _plain(value):
+    """A config value as YAML-able plain data."""
+    if isinstance(value, (SearchConfig, ResourcesConfig)):
+        return {item.name: getattr(value, item.name) for item in fields(value)}
+    if isinstance(value, tuple):
+        return list(value)
+    return str(value) if isinstance(value, Path) else value
+
+
+def _default(config: type, name: str):
+    """The default of field ``name`` of a config dataclass: the one place every default is written."""
+    return next(item.default for item in fields(config) if item.name == name)
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] = (), **settings) -> StudyConfig:
@@ -206,54 +229,49 @@ def _read_yaml(path: Path) -> dict:
 
 
 def parse_config(raw: dict) -> StudyConfig:
-    """Validate a plain mapping into a ``StudyConfig``; raise one ``ConfigError`` listing every problem."""
+    """Validate a plain mapping into a ``StudyConfig``; raise one ``ConfigError`` listing every problem. A key the
+    mapping leaves out takes the default of its ``StudyConfig`` field."""
     problems: list[str] = []
     check = _Checker(problems)
-    allowed = {"name", "benchmark", "backbone", "seeds", "methods", "lpft_head_l2", "lpft_head_C", "wise_alphas",
-               "precision", "schedule", "transforms", "search", "resources", "max_failures", "results_dir", "storage",
-               "cache_dir", "tracking_uri", "data_root", "backbone_weights"}
+    allowed = {item.name for item in fields(StudyConfig)} - {"lpft_head"} | {"lpft_head_l2", "lpft_head_C"}
     check.unknown_keys(raw, allowed, "")
+    default = partial(_default, StudyConfig)
     name = check.typed(raw, "name", str, None, required=True)
     if isinstance(name, str) and (not name or any(c in name for c in "/\\ ")):
         problems.append(f"name: {name!r} is not a valid study name; use letters, digits, '-' and '_'")
-    benchmark = check.registered(raw, "benchmark", "glyphs", _benchmark_names())
-    backbone = check.registered(raw, "backbone", "glyphnet", _backbone_names())
-    seeds = check.int_list(raw, "seeds", [0])
+    benchmark = check.registered(raw, "benchmark", default("benchmark"), _benchmark_names())
+    backbone = check.registered(raw, "backbone", default("backbone"), _backbone_names())
+    seeds = check.int_list(raw, "seeds", list(default("seeds")))
     search = _parse_search(raw.get("search") or {}, check)
     methods = _parse_methods(raw.get("methods"), search, check)
     head_kind, head_values = _parse_head_strength(raw, methods, check)
-    wise_alphas = _parse_wise_alphas(raw.get("wise_alphas", list(WISE_ALPHAS)), check)
-    precision = check.choice(raw, "precision", "fp32", PRECISIONS, "")
-    schedule = check.choice(raw, "schedule", "epoch", SCHEDULES, "")
-    transforms = check.choice(raw, "transforms", "paper", TRANSFORMS, "")
+    wise_alphas = _parse_wise_alphas(raw.get("wise_alphas", list(default("wise_alphas"))), check)
+    choices = {key: check.choice(raw, key, default(key), options, "")
+               for key, options in (("precision", PRECISIONS), ("schedule", SCHEDULES), ("transforms", TRANSFORMS))}
     resources = _parse_resources(raw.get("resources") or {}, check)
     _check_batches_split(methods, resources.workers_per_trial, check)
     _check_grace(search, methods, check)
-    if search.scheduler == "asha" and resources.workers_per_trial > 1 and set(methods) - {"lp"}:
+    if search.scheduler == "asha" and resources.workers_per_trial > 1 and any(
+            CATALOG[method].trains_encoder for method in methods):
         problems.append("search.scheduler: asha stops trials early, and a stopped multi-worker trial leaves its Ray "
                         "Train placement group behind so later trials never start (ray-project/ray#54305, Ray "
                         "2.60); use scheduler: fifo, or resources.workers_per_trial: 1")
-    max_failures = check.typed(raw, "max_failures", int, 2)
+    max_failures = check.typed(raw, "max_failures", int, default("max_failures"))
     if max_failures < 0:
         problems.append("max_failures: must be 0 or more (retries of a failed trial from its last checkpoint)")
-    storage = check.typed(raw, "storage", str, None)
-    data_root = check.typed(raw, "data_root", str, None)
-    backbone_weights = check.typed(raw, "backbone_weights", str, None)
-    if backbone_weights is not None and backbone in _backbone_names():
+    texts = {key: check.typed(raw, key, str, default(key))
+             for key in ("storage", "data_root", "backbone_weights", "cache_dir", "tracking_uri")}
+    if texts["backbone_weights"] is not None and backbone in _backbone_names():
         _check_takes_weights(backbone, check)
-    results_dir = Path(check.typed(raw, "results_dir", str, "results"))
-    cache_dir = check.typed(raw, "cache_dir", str, None)
-    tracking_uri = check.typed(raw, "tracking_uri", str, None)
+    results_dir = Path(check.typed(raw, "results_dir", str, str(default("results_dir"))))
+    system_metrics = check.typed(raw, "system_metrics", bool, default("system_metrics"))
     if problems:
         raise ConfigError(problems)
     return StudyConfig(name=name, benchmark=benchmark, backbone=backbone, seeds=tuple(seeds), methods=methods,
-                       lpft_head=(head_kind, head_values), wise_alphas=wise_alphas, precision=precision,
-                       schedule=schedule, transforms=transforms, search=search, resources=resources,
-                       max_failures=max_failures,
-                       results_dir=results_dir, storage=storage, data_root=data_root,
-                       backbone_weights=backbone_weights,
-                       cache_dir=Path(cache_dir) if cache_dir else None, tracking_uri=tracking_uri,
-                       raw=copy.deepcopy(raw))
+                       lpft_head=(head_kind, head_values), wise_alphas=wise_alphas, **choices, search=search,
+                       resources=resources, max_failures=max_failures, results_dir=results_dir,
+                       **{**texts, "cache_dir": Path(texts["cache_dir"]) if texts["cache_dir"] else None},
+                       system_metrics=system_metrics)
 
 
 def _benchmark_names() -> list[str]:
@@ -330,11 +348,12 @@ def _parse_search(raw: Any, check: _Checker) -> SearchConfig:
         check.problems.append(f"search: expected a mapping, got {raw!r}")
         return SearchConfig()
     check.unknown_keys(raw, {"algorithm", "num_samples", "scheduler", "grace_epochs"}, "search.")
+    default = partial(_default, SearchConfig)
     search = SearchConfig(
-        algorithm=check.choice(raw, "algorithm", "grid", SEARCH_ALGORITHMS, "search."),
-        num_samples=check.typed(raw, "num_samples", int, 1, prefix="search."),
-        scheduler=check.choice(raw, "scheduler", "fifo", SCHEDULERS, "search."),
-        grace_epochs=check.typed(raw, "grace_epochs", int, 2, prefix="search."),
+        algorithm=check.choice(raw, "algorithm", default("algorithm"), SEARCH_ALGORITHMS, "search."),
+        num_samples=check.typed(raw, "num_samples", int, default("num_samples"), prefix="search."),
+        scheduler=check.choice(raw, "scheduler", default("scheduler"), SCHEDULERS, "search."),
+        grace_epochs=check.typed(raw, "grace_epochs", int, default("grace_epochs"), prefix="search."),
     )
     if search.num_samples < 1:
         check.problems.append("search.num_samples: must be at least 1")
@@ -399,19 +418,19 @@ def _check_grace(search: SearchConfig, methods: dict[str, dict[str, Param]], che
 
 def _parse_methods(raw: Any, search: SearchConfig, check: _Checker) -> dict[str, dict[str, Param]]:
     if not isinstance(raw, dict) or not raw:
-        check.problems.append(f"methods: expected a mapping of one or more of {', '.join(METHODS)}, "
+        check.problems.append(f"methods: expected a mapping of one or more of {', '.join(CATALOG)}, "
                               f"e.g. `methods: {{ft: {{lr: [0.01]}}}}`")
         return {}
     methods = {}
     for method, params in raw.items():
-        if method not in METHODS:
-            check.problems.append(f"methods.{method}: unknown method; choose from {', '.join(METHODS)}")
+        if method not in CATALOG:
+            check.problems.append(f"methods.{method}: unknown method; choose from {', '.join(CATALOG)}")
             continue
         params = params or {}
         if not isinstance(params, dict):
             check.problems.append(f"methods.{method}: expected a mapping of hyper-parameters, got {params!r}")
             continue
-        known = METHOD_PARAMS[method]
+        known = CATALOG[method].params
         check.unknown_keys(params, set(known), f"methods.{method}.")
         if "C" in params and "l2" in params:
             check.problems.append(f"methods.{method}: give l2 or C, not both (l2 = 1/(C n_train))")
@@ -484,7 +503,7 @@ def _coerce(value: Any, kind: type, where: str, check: _Checker):
 def _parse_head_strength(raw: dict, methods: dict[str, dict[str, Param]], check: _Checker) -> tuple[str, tuple]:
     """The LP stage of LP-FT (and LP-LoRA) sweeps ``lpft_head_l2`` or ``lpft_head_C`` values; by default the LP
     grid's."""
-    if not set(LP_FIRST) & set(methods):
+    if not any(CATALOG[method].lp_first for method in methods):
         return "l2", ()
     given = [key for key in ("l2", "C") if raw.get(f"lpft_head_{key}") is not None]
     if len(given) == 2:

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from study.config import StudyConfig
+from study.methods.catalog import METHODS as CATALOG
 from study.tracking import local_store, tracking_uri
 
 PROBE_TIMEOUT_S = 3.0
@@ -144,7 +145,7 @@ def check_gpus(study: StudyConfig) -> None:
         workers, _, gpus = study.resources.of_trial(method)
         need = math.ceil(workers * gpus) if workers > 1 else gpus
         if need > have:
-            key = "lp_gpus" if method == "lp" else "gpus_per_worker"
+            key = "gpus_per_worker" if CATALOG[method].trains_encoder else "lp_gpus"
             raise PreflightError(
                 f"resources.{key}: a {method} trial asks for {need:g} GPU(s) but the Ray cluster has {have:g}; set "
                 f"resources.{key}: 0, run on a cluster with GPUs, or (an autoscaling cluster that adds GPU nodes on "

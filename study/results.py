@@ -4,7 +4,8 @@ The table lives in ``<study dir>/results.parquet/``, a Parquet dataset with one 
 the trial reports, so a crash loses at most the epoch in flight). ``read_table`` reads it whole. Selection,
 reports and plots are functions of this table alone.
 
-Columns: study, trial_id, method, seed, one column per hyper-parameter (NaN where a method has none), epoch,
+Columns: study, trial_id, stage (``search``, or ``confirm``: a selected configuration rerun on a new seed by
+``study confirm``), method, seed, one column per hyper-parameter (NaN where a method has none), epoch,
 split, accuracy (percent), loss, ece (percent), brier, feature_change and feature_cosine (FT and LP-FT: the change of
 the encoder's features from the pretrained ones), mse (a regression study's squared error, which it is selected
 and reported by), reliability (the calibration bins, a list of 45 sums; see
@@ -29,14 +30,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from study.config import METHOD_PARAMS
-from study.methods.evaluation import WISE
+from study.methods.catalog import METHODS
+from study import metric_keys
 
+SEARCH, CONFIRM = "search", "confirm"  # a trial of the study's search, or a selected configuration on a new seed
 TABLE_DIR = "results.parquet"
 WISE_TABLE_DIR = "wise.parquet"
-WISE_PREFIX = f"{WISE}/"  # a report's WiSE-FT keys: wise/<alpha>/<split>/acc
 METRIC_COLUMNS = {"acc": "accuracy"}
-OUTCOMES = ("running", "finished", "diverged", "failed")
 _MEASURES = ("accuracy", "loss", "ece", "brier", "reliability", "loss_ts", "ece_ts", "brier_ts", "reliability_ts",
              "temperature", "mse", "feature_change", "feature_cosine", "head_norm", "lp_l2")
 _LISTS = {"reliability", "reliability_ts"}
@@ -48,8 +48,9 @@ class TableDamaged(ValueError):
 
 def schema(table: str = TABLE_DIR) -> pa.Schema:
     """The columns (and types) every part file of ``table`` holds."""
-    hparams = {name: kind for params in METHOD_PARAMS.values() for name, (kind, _) in params.items()}
-    identity = [("study", pa.string()), ("trial_id", pa.string()), ("method", pa.string()), ("seed", pa.int64()),
+    hparams = {name: kind for method in METHODS.values() for name, (kind, _) in method.params.items()}
+    identity = [("study", pa.string()), ("trial_id", pa.string()), ("stage", pa.string()), ("method", pa.string()),
+                ("seed", pa.int64()),
                 *((name, pa.int64() if kind is int else pa.float64()) for name, kind in hparams.items()),
                 ("epoch", pa.int64())]
     if table == WISE_TABLE_DIR:
@@ -59,34 +60,26 @@ def schema(table: str = TABLE_DIR) -> pa.Schema:
     return pa.schema([*identity, ("split", pa.string()), *measures, ("outcome", pa.string())])
 
 
-def rows_from_report(report: dict, *, study: str, trial_id: str, method: str, seed: int, hparams: dict) -> list[dict]:
+def rows_from_report(report: dict, **identity) -> list[dict]:
     """The table rows of one per-epoch report (a flat dict as the trainable sends it to Ray): one per split, with
-    every metric of that split as a column (``acc`` becomes ``accuracy``)."""
-    base = _identity(report, study, trial_id, method, seed, hparams)
-    base.update({key.split("/", 1)[1]: value for key, value in report.items() if key.startswith("extra/")})
-    per_split: dict[str, dict] = {}
-    for key, value in report.items():
-        split, sep, metric = key.partition("/")
-        if sep and split != "extra" and not key.startswith(WISE_PREFIX):
-            per_split.setdefault(split, {})[METRIC_COLUMNS.get(metric, metric)] = value
-    return [{**base, "split": split, "accuracy": float("nan"), **metrics} for split, metrics in sorted(per_split.items())]
+    every metric of that split as a column (``acc`` becomes ``accuracy``). ``identity``: the trial's (``trial_columns``)."""
+    base = {**trial_columns(**identity), "epoch": int(report["epoch"])}
+    base.update(metric_keys.extras(report))
+    return [{**base, "split": split, "accuracy": float("nan"),
+             **{METRIC_COLUMNS.get(metric, metric): value for metric, value in metrics.items()}}
+            for split, metrics in sorted(metric_keys.per_split(report).items())]
 
 
-def wise_rows_from_report(report: dict, *, study: str, trial_id: str, method: str, seed: int,
-                          hparams: dict) -> list[dict]:
+def wise_rows_from_report(report: dict, **identity) -> list[dict]:
     """The WiSE-FT rows of a report (none before the last epoch): one per (alpha, split)."""
-    base = _identity(report, study, trial_id, method, seed, hparams)
-    rows = []
-    for key, value in report.items():
-        if key.startswith(WISE_PREFIX):
-            alpha, split, metric = key[len(WISE_PREFIX):].split("/")
-            rows.append({**base, "alpha": float(alpha), "split": split, METRIC_COLUMNS.get(metric, metric): value})
-    return rows
+    base = {**trial_columns(**identity), "epoch": int(report["epoch"])}
+    return [{**base, "alpha": alpha, "split": split, METRIC_COLUMNS.get(metric, metric): value}
+            for alpha, split, metric, value in metric_keys.wise_points(report)]
 
 
-def _identity(report: dict, study: str, trial_id: str, method: str, seed: int, hparams: dict) -> dict:
-    return {"study": study, "trial_id": trial_id, "method": method, "seed": seed, **hparams,
-            "epoch": int(report["epoch"])}
+def trial_columns(*, study: str, trial_id: str, stage: str, method: str, seed: int, hparams: dict) -> dict:
+    """The columns that say which trial a row is of."""
+    return {"study": study, "trial_id": trial_id, "stage": stage, "method": method, "seed": seed, **hparams}
 
 
 def table_dir(study_dir: str | os.PathLike, table: str = TABLE_DIR) -> Path:
@@ -166,5 +159,5 @@ def _read_parts(folder: Path, damaged: list[Path] | None) -> pd.DataFrame | None
 
 def hparam_columns(table: pd.DataFrame) -> list[str]:
     """The table's hyper-parameter columns (every name a method's search space can hold)."""
-    names = {name for params in METHOD_PARAMS.values() for name in params}
+    names = {name for method in METHODS.values() for name in method.params}
     return [column for column in table.columns if column in names]

@@ -6,19 +6,27 @@ results root (``results/mlflow.db``, artifacts in ``results/mlartifacts``), whic
 
 Child runs are found by their ``trial_id`` tag before one is created, so a restored study reuses them. The tracker
 pickles without its client (Ray stores the Tune callbacks that hold it, and ``study resume`` unpickles them).
+Every run lists the benchmark's splits as its dataset inputs (``split_inputs``); with ``system_metrics`` the
+parent run and every trial's run also log MLflow's system metrics of their node (``system_metrics``).
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import platform
 import time
 import urllib.parse
 from pathlib import Path
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
+from study import metric_keys
+from study.cache import content_hash
 from study.config import StudyConfig, short
+from study.data import GENERATED, ID_VAL, TRAIN, Benchmark
 
 PARENT_TAG = "mlflow.parentRunId"
 
@@ -29,6 +37,39 @@ def tracking_uri(study: StudyConfig) -> str:
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     return f"sqlite:///{(study.results_dir / 'mlflow.db').resolve()}"
+
+
+def split_inputs(benchmark: Benchmark) -> list[DatasetInput]:
+    """Each split of ``benchmark`` as an MLflow dataset input: its name, a digest of the benchmark's fingerprint
+    and the split, where its files are (or that it is generated), its number of examples, and what the study uses
+    it for (training, validation: ID val and the oracle's OOD val, testing)."""
+    inputs = []
+    for split, dataset in benchmark.splits.items():
+        source = ("code", {"generator": f"study.data ({benchmark.name})"}) if benchmark.source == GENERATED else (
+            "local", {"uri": benchmark.source})
+        context = "training" if split == TRAIN else "validation" if split.endswith("_val") else "testing"
+        entity = Dataset(name=f"{benchmark.name}/{split}", digest=content_hash(benchmark.fingerprint, split),
+                         source_type=source[0], source=json.dumps(source[1]),
+                         profile=json.dumps({"num_rows": len(dataset)}))
+        inputs.append(DatasetInput(entity, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)]))
+    return inputs
+
+
+@contextlib.contextmanager
+def system_metrics(uri: str, run_id: str | None, node: str | None = None):
+    """MLflow's system metrics of this node (CPU, memory, disk, network; GPU where NVML finds one) logged to run
+    ``run_id`` while the block runs, as ``system/<node>/...`` if ``node``; nothing if ``run_id`` is None."""
+    if run_id is None:
+        yield
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, resume_logging=True, node_id=node, tracking_uri=uri)
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
 
 
 def flatten(mapping: dict, prefix: str = "") -> dict[str, str]:
@@ -88,12 +129,13 @@ class StudyTracker:
         found = self.client.search_runs([self.experiment_id], "tags.lpft_role = 'study'", max_results=1)
         return found[0].info.run_id if found else None
 
-    def start_parent(self, params: dict[str, str], tags: dict[str, str]) -> str:
-        """Create the study's parent run."""
+    def start_parent(self, params: dict[str, str], tags: dict[str, str], inputs: list[DatasetInput]) -> str:
+        """Create the study's parent run, with the study's config as params and its splits as dataset inputs."""
         run = self.client.create_run(self.experiment_id, run_name=self.study_name,
                                      tags={"lpft_role": "study", **tags, **_driver()})
         self.parent_id = run.info.run_id
         self.client.log_batch(self.parent_id, params=[Param(k, v[:6000]) for k, v in params.items()])
+        self.client.log_inputs(self.parent_id, inputs)
         return self.parent_id
 
     def reopen_parent(self) -> str:
@@ -153,21 +195,28 @@ class StudyTracker:
     def log_artifacts(self, folder: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifacts(self.parent_id, str(folder), artifact_path)
 
-    def child_run(self, trial_id: str, run_name: str, params: dict, tags: dict[str, str]) -> str:
-        """The child run of trial ``trial_id``: the existing one if any, else a new one with ``params``."""
-        query = f"tags.trial_id = '{trial_id}' and tags.`{PARENT_TAG}` = '{self.parent_id}'"
-        found = self.client.search_runs([self.experiment_id], query, max_results=1)
-        if found:
-            self.client.update_run(found[0].info.run_id, status="RUNNING")
-            return found[0].info.run_id
+    def child_run(self, trial_id: str, run_name: str, params: dict, tags: dict[str, str],
+                  inputs: list[DatasetInput]) -> str:
+        """The child run of trial ``trial_id``: the existing one if any, else a new one with ``params`` and the
+        study's dataset ``inputs``."""
+        if (found := self.trial_run(trial_id)) is not None:
+            self.client.update_run(found, status="RUNNING")
+            return found
         run = self.client.create_run(self.experiment_id, run_name=run_name,
                                      tags={PARENT_TAG: self.parent_id, "trial_id": trial_id, **tags})
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        self.client.log_inputs(run.info.run_id, inputs)
         return run.info.run_id
+
+    def trial_run(self, trial_id: str) -> str | None:
+        """The run id of trial ``trial_id``'s child run, if it has one."""
+        query = f"tags.trial_id = '{trial_id}' and tags.`{PARENT_TAG}` = '{self.parent_id}'"
+        found = self.client.search_runs([self.experiment_id], query, max_results=1)
+        return found[0].info.run_id if found else None
 
     def last_logged_epoch(self, run_id: str) -> int:
         """The last epoch a child run has metrics for (-1 if none): a resumed trial logs only later ones."""
-        history = self.client.get_metric_history(run_id, "id_val/loss")
+        history = self.client.get_metric_history(run_id, metric_keys.key(ID_VAL, "loss"))
         return max((metric.step for metric in history), default=-1)
 
     def log_epoch(self, run_id: str, metrics: dict[str, float], epoch: int, timestamp_ms: int,

@@ -7,11 +7,8 @@ import pytest
 import timm
 import torch
 
-from study.data import Benchmark, Pipeline, TensorImages, create_benchmark
-from study.methods import load_features
-from study.methods.features import prepare_features
-from study.methods.run import run_method
-from study.models import create_backbone
+from helpers import make_backbone
+from study.data import Benchmark, TensorImages, create_benchmark
 
 
 @pytest.fixture(scope="session")
@@ -33,11 +30,6 @@ def glyphs(cache_dir) -> Benchmark:
     return create_benchmark("glyphs", cache_dir=cache_dir)
 
 
-def make_backbone(cache_dir, num_classes: int, seed: int = 0):
-    torch.manual_seed(seed)
-    return create_backbone("glyphnet", num_classes=num_classes, cache_dir=cache_dir)
-
-
 @pytest.fixture
 def backbone(cache_dir, glyphs):
     """A fresh pretrained glyphnet with a seeded new head."""
@@ -53,25 +45,6 @@ def small_glyphs(glyphs) -> Benchmark:
               for name, split in glyphs.splits.items()}
     return Benchmark(name="glyphs-small", classes=glyphs.classes, ood_domains=glyphs.ood_domains, splits=splits,
                      fingerprint=glyphs.fingerprint + "-small")
-
-
-def pipeline(benchmark: Benchmark, backbone, **options) -> Pipeline:
-    """``benchmark``'s batches as ``backbone`` takes them."""
-    return Pipeline(benchmark, normalize=backbone.normalize, **options)
-
-
-def features_of(benchmark: Benchmark, backbone: str, cache_dir):
-    """(the features file, the features) of ``backbone`` on ``benchmark``, extracted once into the cache."""
-    file = prepare_features(benchmark, backbone, cache_dir=cache_dir)["file"]
-    return file, load_features(file)
-
-
-def run_trial(method: str, hparams: dict, *, benchmark: str, backbone: str, cache_dir, **options) -> list:
-    """One trial of ``method`` as a study runs it (its benchmark built, its features extracted first), Ray-free."""
-    data = create_benchmark(benchmark, cache_dir=cache_dir)
-    file, _ = features_of(data, backbone, cache_dir)
-    return list(run_method(method, hparams, data=data, features_file=file, backbone=backbone, cache_dir=cache_dir,
-                           **options))
 
 
 @pytest.fixture(scope="session")

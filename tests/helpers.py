@@ -1,4 +1,5 @@
-"""Running the `study` command as a user does, in a subprocess."""
+"""The tests' helpers: the `study` command run as a user runs it (in a subprocess), and the project's pieces put
+together as a study would (a backbone, a pipeline, features, one Ray-free trial). Fixtures are in conftest.py."""
 from __future__ import annotations
 
 import json
@@ -7,7 +8,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
+from study.data import Benchmark, Pipeline, create_benchmark
+from study.methods import load_features
+from study.methods.catalog import METHODS
+from study.methods.features import prepare_features
+from study.methods.run import run_method
+from study.models import create_backbone
+
 ROOT = Path(__file__).resolve().parents[1]
+FINE_TUNING = {name for name, method in METHODS.items() if method.trains_encoder}  # the methods with an encoder
+
+
+def sgd(**hparams) -> dict:
+    """``fine_tune``'s hyper-parameters: the study's defaults (the method catalog's), with ``hparams`` over them."""
+    return {**METHODS["ft"].defaults(), **hparams}
 
 
 def study_command(*args) -> list[str]:
@@ -27,3 +43,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def make_backbone(cache_dir, num_classes: int, seed: int = 0):
+    torch.manual_seed(seed)
+    return create_backbone("glyphnet", num_classes=num_classes, cache_dir=cache_dir)
+
+
+def pipeline(benchmark: Benchmark, backbone, **options) -> Pipeline:
+    """``benchmark``'s batches as ``backbone`` takes them."""
+    return Pipeline(benchmark, normalize=backbone.normalize, **options)
+
+
+def features_of(benchmark: Benchmark, backbone: str, cache_dir):
+    """(the features file, the features) of ``backbone`` on ``benchmark``, extracted once into the cache."""
+    file = prepare_features(benchmark, backbone, cache_dir=cache_dir)["file"]
+    return file, load_features(file)
+
+
+def run_trial(method: str, hparams: dict, *, benchmark: str, backbone: str, cache_dir, **options) -> list:
+    """One trial of ``method`` as a study runs it (its benchmark built, its features extracted first), Ray-free."""
+    data = create_benchmark(benchmark, cache_dir=cache_dir)
+    file, _ = features_of(data, backbone, cache_dir)
+    return list(run_method(method, hparams, data=data, features_file=file, backbone=backbone, cache_dir=cache_dir,
+                           **options))

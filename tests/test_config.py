@@ -4,9 +4,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from study.cli import main
 from study.config import ConfigError, load_config, parse_config
+from study.methods.catalog import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
@@ -117,3 +119,13 @@ def test_console_script_prints_no_traceback(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: methods: expected a mapping of one or more of lp, ft, lpft, lora, lplora, e.g. "
         "`methods: {ft: {lr: [0.01]}}`"]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "search_spaces").rglob("*.yaml")), ids=lambda p: p.stem)
+def test_the_resolved_config_reads_back_into_the_same_study(path):
+    study = load_config(path)
+    resolved = study.to_dict()
+    assert parse_config(yaml.safe_load(yaml.safe_dump(resolved))) == study
+    for method, params in resolved["methods"].items():
+        defaults = set(METHODS[method].defaults()) - ({"l2"} if "C" in params else set())  # LP's C replaces l2
+        assert defaults <= set(params), "every default is written out"

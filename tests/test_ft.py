@@ -5,14 +5,14 @@ import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from conftest import features_of, make_backbone, pipeline
+from helpers import features_of, make_backbone, pipeline, sgd
 from study.methods import Diverged, best_fit, fine_tune, fit_path, lp_ft
 from study.methods.metrics import score
 
 
 def test_ft_lowers_training_loss(backbone, small_glyphs):
-    results = list(fine_tune(backbone.model, pipeline(small_glyphs, backbone), lr=0.03, epochs=3, batch_size=32,
-                             seed=0))
+    results = list(fine_tune(backbone.model, pipeline(small_glyphs, backbone),
+                             **sgd(lr=0.03, epochs=3, batch_size=32), seed=0))
     assert [r.epoch for r in results] == [0, 1, 2, 3]
     losses = [r.train_loss for r in results[1:]]
     assert losses[-1] < losses[0]
@@ -23,8 +23,8 @@ def test_ft_is_deterministic_and_resumes_where_it_stopped(cache_dir, small_glyph
     def run(resume=None, stop_after=None):
         backbone = make_backbone(cache_dir, small_glyphs.num_classes)
         out = []
-        for result in fine_tune(backbone.model, pipeline(small_glyphs, backbone), lr=0.03, epochs=3, batch_size=32,
-                                seed=1, resume=resume):
+        for result in fine_tune(backbone.model, pipeline(small_glyphs, backbone),
+                                **sgd(lr=0.03, epochs=3, batch_size=32), seed=1, resume=resume):
             out.append(result)
             if result.epoch == stop_after:
                 return out, {k: v for k, v in result.state.items()}
@@ -50,7 +50,7 @@ def _clone(tree):
 
 def test_ft_raises_diverged_on_nan_loss(backbone, small_glyphs):
     with pytest.raises(Diverged) as error:
-        list(fine_tune(backbone.model, pipeline(small_glyphs, backbone), lr=1e6, epochs=2, batch_size=32))
+        list(fine_tune(backbone.model, pipeline(small_glyphs, backbone), **sgd(lr=1e6, epochs=2, batch_size=32)))
     assert error.value.epoch == 1
     assert not math.isfinite(error.value.loss)
 
@@ -60,7 +60,7 @@ def test_lpft_starts_at_the_lp_heads_accuracy(cache_dir, backbone, glyphs):
     l2_values = [1e-4, 1e-3, 1e-2]
     best = best_fit(features, fit_path(features, l2_values, glyphs.num_classes))
     start = next(lp_ft(backbone.model, pipeline(glyphs, backbone), features, head_l2=l2_values, features_file=file,
-                       lr=1e-3, epochs=1))
+                       **sgd(lr=1e-3, epochs=1)))
     assert start.epoch == 0
     assert start.extras["lp_l2"] == best.l2
     for split in glyphs.eval_splits:
@@ -75,16 +75,16 @@ def test_lpft_keeps_batch_norm_statistics(cache_dir, backbone, small_glyphs):
     _, features = features_of(small_glyphs, "glyphnet", cache_dir)
     bn, conv = backbone.model.bn1, backbone.model.conv1
     running_mean, weights = bn.running_mean.clone(), conv.weight.detach().clone()
-    results = list(lp_ft(backbone.model, pipeline(small_glyphs, backbone), features, head_l2=[1e-3], lr=1e-2,
-                         epochs=1, batch_size=32))
+    results = list(lp_ft(backbone.model, pipeline(small_glyphs, backbone), features, head_l2=[1e-3],
+                         **sgd(lr=1e-2, epochs=1, batch_size=32)))
     assert results[-1].epoch == 1
     assert torch.equal(bn.running_mean, running_mean), "batch-norm statistics must stay the pretrained ones"
     assert not torch.equal(conv.weight, weights), "the encoder itself must still be fine-tuned"
 
 
 def test_ft_trains_under_bf16_autocast_and_scores_in_float32(backbone, small_glyphs):
-    results = list(fine_tune(backbone.model, pipeline(small_glyphs, backbone), lr=0.03, epochs=2, batch_size=32,
-                             precision="bf16"))
+    results = list(fine_tune(backbone.model, pipeline(small_glyphs, backbone),
+                             **sgd(lr=0.03, epochs=2, batch_size=32), precision="bf16"))
     assert math.isfinite(results[-1].train_loss) and results[-1].train_loss < results[1].train_loss
     assert all(p.dtype == torch.float32 for p in backbone.model.parameters()), "autocast leaves the weights in fp32"
 
@@ -95,8 +95,8 @@ def test_cosine_schedule_steps_once_per_epoch_as_the_official_code_or_per_batch(
     hook = register_optimizer_step_pre_hook(
         lambda optimizer, *_: used.append(optimizer.param_groups[0]["lr"]))
     try:
-        list(fine_tune(backbone.model, pipeline(small_glyphs, backbone), lr=0.1, epochs=3, batch_size=64, seed=0,
-                       schedule=schedule))
+        list(fine_tune(backbone.model, pipeline(small_glyphs, backbone),
+                       **sgd(lr=0.1, epochs=3, batch_size=64), seed=0, schedule=schedule))
     finally:
         hook.remove()
     steps = len(small_glyphs.splits["train"]) // 64

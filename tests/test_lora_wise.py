@@ -3,8 +3,8 @@ PyTorch on the embedded backbone."""
 import pytest
 import torch
 
-from conftest import features_of, make_backbone, pipeline
-from study.methods import add_lora, fine_tune, lora_ft, lp_ft, wise_curve
+from helpers import features_of, make_backbone, pipeline, sgd
+from study.methods import Scoring, add_lora, fine_tune, lora_ft, lp_ft, wise_curve
 from study.methods.wise import interpolate, snapshot
 
 
@@ -24,8 +24,8 @@ def test_lora_changes_the_encoder_only_through_its_adapters(backbone, small_glyp
     _, features = features_of(small_glyphs, "glyphnet", cache_dir)
     model = backbone.model
     frozen = {name: value.clone() for name, value in model.state_dict().items() if not name.startswith("fc.")}
-    results = list(lora_ft(model, pipeline(small_glyphs, backbone), rank=2, scale=2.0, lr=0.05, epochs=2,
-                           batch_size=32, reference=features))
+    results = list(lora_ft(model, pipeline(small_glyphs, backbone), rank=2, scale=2.0,
+                           **sgd(lr=0.05, epochs=2, batch_size=32), scoring=Scoring(reference=features)))
     state = results[-1].state["model"]
     for name, value in frozen.items():  # every pretrained weight and batch-norm statistic, now under `.base`
         key = name if name in state else name.replace(".weight", ".base.weight").replace(".bias", ".base.bias")
@@ -38,9 +38,10 @@ def test_lora_changes_the_encoder_only_through_its_adapters(backbone, small_glyp
 def test_lp_lora_starts_from_the_lp_head(backbone, small_glyphs, cache_dir):
     _, features = features_of(small_glyphs, "glyphnet", cache_dir)
     data = pipeline(small_glyphs, backbone)
-    plain = next(lp_ft(backbone.model, data, features, head_l2=[1e-3], lr=1e-2, epochs=1, batch_size=32))
+    plain = next(lp_ft(backbone.model, data, features, head_l2=[1e-3], **sgd(lr=1e-2, epochs=1, batch_size=32)))
     other = make_backbone(cache_dir, small_glyphs.num_classes).model
-    adapted = next(lp_ft(other, data, features, head_l2=[1e-3], rank=4, lr=1e-2, epochs=1, batch_size=32))
+    adapted = next(lp_ft(other, data, features, head_l2=[1e-3], rank=4,
+                         **sgd(lr=1e-2, epochs=1, batch_size=32)))
     assert adapted.splits == plain.splits, "LoRA adds nothing at its start: LP-LoRA's epoch 0 is LP-FT's"
     assert any(".up." in name for name in other.state_dict())
 
@@ -56,13 +57,13 @@ def test_interpolation_hits_both_ends_exactly():
 
 def test_wise_curve_ends_at_the_start_and_final_models_and_keeps_the_weights(backbone, small_glyphs):
     start, data = snapshot(backbone.model), pipeline(small_glyphs, backbone)
-    results = list(fine_tune(backbone.model, data, lr=0.03, epochs=2, batch_size=32, seed=0,
-                             wise_alphas=(0.0, 0.5, 1.0)))
+    results = list(fine_tune(backbone.model, data, **sgd(lr=0.03, epochs=2, batch_size=32), seed=0,
+                             scoring=Scoring(wise_alphas=(0.0, 0.5, 1.0))))
     assert list(results[-1].wise) == [0.0, 0.5, 1.0]
     assert results[0].wise is None and results[1].wise is None, "only the last epoch scores WiSE-FT"
     assert "wise/0.5/id_test/acc" in results[-1].flat()
     final = snapshot(backbone.model)
-    ends = wise_curve(backbone.model, start, data, [0.0, 1.0])  # evaluated afresh, nothing reused
+    ends = wise_curve(backbone.model, start, data, Scoring(wise_alphas=(0.0, 1.0)))  # evaluated afresh, nothing reused
     for split in small_glyphs.eval_splits:
         assert ends[0.0][split]["acc"] == results[0].splits[split]["acc"]
         assert ends[1.0][split]["acc"] == results[-1].splits[split]["acc"]

@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from conftest import features_of
+from helpers import features_of
 from study.methods import best_fit, cached_path, fit_path, linear_probe
 from study.methods.lp import path_file, ridge_path, scalar_standardizer, to_l2
 from study.methods.metrics import score

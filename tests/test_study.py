@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import ROOT, run_study_cli, study_command
-from study.methods.run import FINE_TUNING
+from helpers import FINE_TUNING, ROOT, run_study_cli, study_command
 from study.results import read_table, read_wise_table
 
 DIVERGING_LR = 1e5
@@ -329,3 +328,43 @@ def test_the_parent_run_carries_each_methods_winner_and_scores(smoke_study):
     assert f"lr={lr:g}" in tags["selected.id_val.ft"]
     best = max(report["selection"]["id_val"], key=lambda m: report["selection"]["id_val"][m]["ood_avg"]["mean"])
     assert f"Best on OOD test (average) by ID-val selection: {best}" in tags["mlflow.note.content"]
+
+
+def test_every_run_lists_the_benchmarks_splits_as_dataset_inputs(smoke_study, cache_dir):
+    from study.cache import content_hash
+    from study.data import create_benchmark
+
+    results, _ = smoke_study
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("smoke").experiment_id
+    glyphs = create_benchmark("glyphs", cache_dir=cache_dir)
+    expected = {f"glyphs/{split}": (content_hash(glyphs.fingerprint, split), len(data))
+                for split, data in glyphs.splits.items()}
+    runs = client.search_runs([experiment])
+    assert len(runs) == 1 + read_table(results / "smoke")["trial_id"].nunique()
+    for run in runs:
+        inputs = run.inputs.dataset_inputs
+        logged = {i.dataset.name: (i.dataset.digest, json.loads(i.dataset.profile)["num_rows"]) for i in inputs}
+        assert logged == expected, run.info.run_name
+        contexts = {i.dataset.name: {t.key: t.value for t in i.tags}["mlflow.data.context"] for i in inputs}
+        assert contexts["glyphs/train"] == "training" and contexts["glyphs/texture_val"] == "validation"
+        assert contexts["glyphs/id_test"] == "testing"
+
+
+def test_config_yaml_and_the_parent_run_hold_the_resolved_config(smoke_study):
+    """What ran, every default filled in, not only what was typed; and it reads back into the same study."""
+    import yaml
+
+    from study.config import load_config, parse_config
+
+    results, _ = smoke_study
+    saved = yaml.safe_load((results / "smoke" / "config.yaml").read_text())
+    assert saved["methods"]["ft"]["momentum"] == 0.9 and saved["resources"]["lp_cpus"] == 1.0
+    assert saved["tracking_uri"] == f"sqlite:///{results / 'mlflow.db'}" and saved["system_metrics"] is False
+    typed = load_config(ROOT / "search_spaces" / "smoke.yaml", [f"methods.ft.lr=[0.03, {DIVERGING_LR}]"],
+                        results_dir=str(results))
+    assert parse_config(saved).methods == typed.methods and parse_config(saved).seeds == typed.seeds
+    client = MlflowClient(saved["tracking_uri"])
+    (parent,) = client.search_runs([client.get_experiment_by_name("smoke").experiment_id], "tags.lpft_role = 'study'")
+    assert parent.data.params["methods.ft.momentum"] == "0.9"
+    assert parent.data.params["resources.loader_workers"] == "-1" and parent.data.params["search.scheduler"] == "fifo"

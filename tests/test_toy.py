@@ -6,8 +6,7 @@ import pytest
 import ray
 import torch
 
-from conftest import run_trial
-from helpers import ROOT
+from helpers import ROOT, run_trial
 from study.config import load_config
 from study.data.toy import ToyWorld
 from study.methods import EpochResult

@@ -27,13 +27,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from study.analysis.report import METHOD_NAMES as NAMES  # noqa: E402
 from study.analysis.selection import (ACCURACY, OOD_AVG, headline, ood_splits, per_configuration,  # noqa: E402
                                       selected_rows)
-from study.config import METHODS  # noqa: E402
+from study.methods.catalog import METHODS, colour, label  # noqa: E402
 from study.methods.metrics import ECE_BINS  # noqa: E402
-
-COLOURS = {"lp": "tab:blue", "ft": "tab:red", "lpft": "tab:green", "lora": "tab:orange", "lplora": "tab:purple"}
 
 
 def _logit(percent: np.ndarray) -> np.ndarray:
@@ -58,10 +55,10 @@ def effective_robustness(table: pd.DataFrame, report: dict, folder: Path) -> Pat
     figure, axes = plt.subplots(figsize=(5.5, 4.5))
     for method, group in points.groupby("method"):
         axes.scatter(_logit(group["id_test"]), _logit(group["ood_avg"]), s=10, alpha=0.35,
-                     color=COLOURS.get(method), label=NAMES.get(method, method))
+                     color=colour(method), label=label(method))
         picked = group[group["selected"]]
         axes.scatter(_logit(picked["id_test"]), _logit(picked["ood_avg"]), s=70, marker="*", edgecolor="black",
-                     color=COLOURS.get(method))
+                     color=colour(method))
     ticks = np.array([50, 70, 80, 90, 95, 98, 99])
     axes.set_xticks(_logit(ticks), [f"{t}" for t in ticks])
     axes.set_yticks(_logit(ticks), [f"{t}" for t in ticks])
@@ -91,7 +88,7 @@ def _id_and_ood_curves(data: pd.DataFrame, columns: tuple[str, str]):
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
     for method, group in data.groupby("method", sort=False):
         for axis, column in zip(axes, columns):
-            style = dict(color=COLOURS.get(method), label=NAMES.get(method, method))
+            style = dict(color=colour(method), label=label(method))
             if len(group) == 1:
                 axis.axhline(group[column].item(), linestyle="--", **style)
             else:
@@ -109,7 +106,7 @@ def accuracy_per_epoch(table: pd.DataFrame, report: dict, folder: Path) -> Path:
             epoch = report["chosen"][rule].get(method, {}).get("epoch")
             if epoch is not None and group["epoch"].nunique() > 1:
                 for axis in axes:
-                    axis.axvline(epoch, color=COLOURS.get(method), linestyle=style, alpha=0.6)
+                    axis.axvline(epoch, color=colour(method), linestyle=style, alpha=0.6)
     axes[0].set(title="ID val", xlabel="epoch", ylabel="accuracy (%)")
     axes[1].set(title="OOD val average", xlabel="epoch")
     figure.suptitle("Selected configurations; lines: epoch picked by ID val (solid) and by the oracle (dotted)")
@@ -145,7 +142,7 @@ def feature_change(report: dict, folder: Path) -> Path | None:
         part = data[data["split"] == split].set_index("method").loc[methods]
         axes.bar(np.arange(len(methods)) + offset, part["mean"], width=0.4, yerr=part["std"], capsize=3,
                  label="ID test" if split == "id_test" else "OOD test (average)")
-    axes.set_xticks(np.arange(len(methods)), [NAMES.get(m, m) for m in methods])
+    axes.set_xticks(np.arange(len(methods)), [label(m) for m in methods])
     axes.set(ylabel="feature change x100", title="How far the selected models moved the features")
     axes.legend()
     return _save(figure, folder / "feature_change.png")
@@ -167,9 +164,9 @@ def sensitivity(table: pd.DataFrame, folder: Path) -> Path | None:
     for axis, (method, name) in zip(axes[0], swept.items()):
         group = data[data["method"] == method].sort_values(name)
         for column, style in (("id_val", "-o"), ("ood_test_avg", "--s")):
-            axis.plot(group[name], group[column], style, color=COLOURS.get(method),
+            axis.plot(group[name], group[column], style, color=colour(method),
                       label="ID val" if column == "id_val" else "OOD test avg")
-        axis.set(xscale="log", xlabel=name, title=NAMES.get(method, method))
+        axis.set(xscale="log", xlabel=name, title=label(method))
     axes[0][0].set_ylabel(f"{headline(table).label.lower()}, epoch picked by ID val")
     axes[0][0].legend()
     figure.suptitle("Hyper-parameter sensitivity (mean over seeds)")
@@ -216,9 +213,9 @@ def reliability(table: pd.DataFrame, report: dict, folder: Path) -> Path | None:
             for scaled, style in ((False, "-o"), (True, "--s")):
                 part = data[(data["method"] == method) & (data["inputs"] == inputs)
                             & (data["temperature_scaled"] == scaled)]
-                axis.plot(part["confidence"], part["accuracy"], style, markersize=3, color=COLOURS.get(method),
+                axis.plot(part["confidence"], part["accuracy"], style, markersize=3, color=colour(method),
                           label="temperature-scaled" if scaled else "as trained")
-            axis.set(title=f"{NAMES.get(method, method)}: {inputs}", xlim=(0, 100), ylim=(0, 100))
+            axis.set(title=f"{label(method)}: {inputs}", xlim=(0, 100), ylim=(0, 100))
         axes[1][column].set_xlabel("confidence (%)")
     for row in axes:
         row[0].set_ylabel("accuracy (%)")
@@ -237,8 +234,8 @@ def wise_ft(report: dict, folder: Path) -> Path | None:
     data.to_csv(folder / "wise_ft.csv", index=False)
     figure, axes = plt.subplots(figsize=(6.5, 5))
     for method, group in data.groupby("method", sort=False):
-        axes.plot(group["id_test"], group["ood_test_avg"], "-o", color=COLOURS.get(method),
-                  label=NAMES.get(method, method))
+        axes.plot(group["id_test"], group["ood_test_avg"], "-o", color=colour(method),
+                  label=label(method))
         for alpha, x, y in zip(group["alpha"], group["id_test"], group["ood_test_avg"]):
             axes.annotate(f"{alpha:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     # A start with a new random head (FT, LoRA) sits at chance; the axes zoom on the models that classify.

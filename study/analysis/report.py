@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 
 from study.analysis.selection import OOD_AVG, RULES, Selection, headline, metric_of, ood_splits, select, wise_of
-from study.config import METHODS, short
+from study.config import short
+from study.methods.catalog import METHODS, label
 from study.results import hparam_columns, read_wise_table
 
-METHOD_NAMES = {"lp": "LP", "ft": "FT", "lpft": "LP-FT", "lora": "LoRA", "lplora": "LP-LoRA"}
 RULE_TITLES = {"id_val": "Selected by ID validation (the paper's rule)",
                "ood_oracle": "Selected by OOD validation (the oracle ablation)"}
 REPORT_DIR = "report"
@@ -97,10 +97,10 @@ def markdown(table: pd.DataFrame, report: dict) -> str:
             searched = _searched(table, method)
             config = ", ".join(f"{k}={short(v)}" for k, v in chosen["config"].items() if k in searched)
             cells = [_mean_std(splits[c], measure.column) for c in columns]
-            lines.append(f"| {METHOD_NAMES.get(method, method)} | " + " | ".join(cells) +
+            lines.append(f"| {label(method)} | " + " | ".join(cells) +
                          f" | {splits['id_test']['n']} | {config} ({chosen['epoch']}) |")
         for method, why in report["unselected"].items():
-            lines.append(f"| {METHOD_NAMES.get(method, method)} | " + " | ".join(["—"] * len(columns)) +
+            lines.append(f"| {label(method)} | " + " | ".join(["—"] * len(columns)) +
                          f" | 0 | none: {why} |")
         lines.append("")
     lines += _analysis_tables(report, columns) + _wise_table(report, measure)
@@ -124,7 +124,7 @@ def _wise_table(report: dict, measure) -> list[str]:
     lines = ["## WiSE-FT: weights interpolated from the starting model (alpha 0) to the fine-tuned one (alpha 1)", "",
              "The ID-val-selected configuration of each method, interpolating to its trials' final weights. "
              f"ID test / OOD test average ({measure.label.lower()}), mean over seeds.", "",
-             "| alpha | " + " | ".join(METHOD_NAMES.get(m, m) for m in curves) + " |", "|---" * (len(curves) + 1) + "|"]
+             "| alpha | " + " | ".join(label(m) for m in curves) + " |", "|---" * (len(curves) + 1) + "|"]
     for index, alpha in enumerate(point["alpha"] for point in next(iter(curves.values()))):
         cells = [f"{_number(curve[index]['id_test']['mean'], measure.column)} / "
                  f"{_number(curve[index][OOD_AVG]['mean'], measure.column)}" for curve in curves.values()]
@@ -147,7 +147,7 @@ def _analysis_tables(report: dict, columns: list[str]) -> list[str]:
                          for c in columns]
             else:
                 cells = ["0 (frozen)" if metric.startswith("feature") else "n/a"] * len(columns)
-            lines.append(f"| {METHOD_NAMES.get(method, method)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {label(method)} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
 

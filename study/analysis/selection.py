@@ -11,6 +11,10 @@ configurations whose every seed finished are eligible: a configuration that dive
 never picked. Epoch 0 (the untrained starting point) is never a candidate. The selected (configuration, epoch)
 is then reported on every test split as mean, sample standard deviation and count over its seeds.
 
+Only the search's trials choose. The trials ``study confirm`` adds (stage ``confirm``: the selected
+configurations rerun on new seeds) are then reported with them: the same criterion picks the same configuration
+and epoch, and the tables count every seed that finished.
+
 A regression study (its table has an ``mse`` column) is selected and reported by the squared error instead, the
 lowest winning: ``headline`` says which.
 """
@@ -20,7 +24,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from study.results import hparam_columns
+from study.methods.catalog import METHODS
+from study.results import CONFIRM, hparam_columns
 
 RULES = ("id_val", "ood_oracle")
 OOD_AVG = "ood_avg"
@@ -66,10 +71,12 @@ def select(table: pd.DataFrame, method: str, rule: str = "id_val") -> Selection 
         raise ValueError(f"unknown selection rule {rule!r}; use one of {RULES}")
     rows, measure = table[table["method"] == method], headline(table)
     keys = [column for column in hparam_columns(rows) if rows[column].notna().all()]
-    wide = _per_epoch(rows[rows["outcome"] == "finished"], keys, measure.column)
-    wide = wide[wide.index.get_level_values("epoch") >= 1]
-    complete = _complete_configs(rows, keys)
-    wide = wide[[_key(index, keys) in complete for index in wide.index]]
+    every = _per_epoch(rows[rows["outcome"] == "finished"], keys, measure.column)
+    every = every[every.index.get_level_values("epoch") >= 1]
+    searched = rows[rows["stage"] != CONFIRM] if "stage" in rows else rows
+    complete = _complete_configs(searched, keys)
+    wide = every[[_key(index, keys) in complete and trial in set(searched["trial_id"])
+                  for index, trial in zip(every.index, every.index.get_level_values("trial_id"))]]
     if wide.empty:
         return None
     val_splits = ["id_val"] if rule == "id_val" else ood_splits(table, "val")
@@ -77,8 +84,9 @@ def select(table: pd.DataFrame, method: str, rule: str = "id_val") -> Selection 
     by_candidate = wide.groupby(keys + ["epoch"], sort=False)["_criterion"].mean()
     best = by_candidate.idxmax() if measure.higher_is_better else by_candidate.idxmin()
     best = best if isinstance(best, tuple) else (best,)
-    chosen = wide.xs(best, level=keys + ["epoch"], drop_level=False)
-    config = {key: value.item() if hasattr(value, "item") else value for key, value in zip(keys, best[:-1])}
+    chosen = every.xs(best, level=keys + ["epoch"], drop_level=False)  # the search's seeds and confirm's
+    types = {name: kind for name, (kind, _) in METHODS[method].params.items()} if method in METHODS else {}
+    config = {key: types.get(key, _plain)(value) for key, value in zip(keys, best[:-1])}  # epochs: 8, not 8.0
     return Selection(method=method, rule=rule, config=config, epoch=int(best[-1]),
                      criterion=float(by_candidate.max() if measure.higher_is_better else by_candidate.min()),
                      splits=_summary(chosen, table),
@@ -131,6 +139,10 @@ def _per_epoch(rows: pd.DataFrame, keys: list[str], column: str) -> pd.DataFrame
 def _complete_configs(rows: pd.DataFrame, keys: list[str]) -> set[tuple]:
     outcomes = rows.groupby(keys, sort=False)["outcome"].agg(lambda values: set(values) == {"finished"})
     return {index if isinstance(index, tuple) else (index,) for index, ok in outcomes.items() if ok}
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
 
 
 def _key(index: tuple, keys: list[str]) -> tuple:

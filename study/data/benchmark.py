@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 TRAIN, ID_VAL, ID_TEST = "train", "id_val", "id_test"
+GENERATED = "generated"  # the source of a benchmark the project generates (seeded, cached), not read from files
 
 
 @dataclass
@@ -20,7 +21,8 @@ class Benchmark:
     ``class_subsets`` names, for splits that cover only some classes (ImageNet-R, -A), the class indices their
     predictions are restricted to. ``train_transform`` is what training sees of the train split (None: the same
     transform as every other split). ``task`` is ``classification`` or ``regression`` (float labels, one output:
-    the theory's toy with the squared loss; its ``classes`` name that output).
+    the theory's toy with the squared loss; its ``classes`` name that output). ``source`` is the folder its files
+    were read from, or ``GENERATED``.
     """
 
     name: str
@@ -31,6 +33,7 @@ class Benchmark:
     class_subsets: dict[str, tuple[int, ...]] = field(default_factory=dict)
     train_transform: Callable | None = None
     task: str = "classification"
+    source: str = GENERATED
 
     def set_transform(self, transform: Callable | None, train: Callable | None = None) -> None:
         """Make every split apply ``transform`` (the evaluation transform: uint8 images in, uint8 images out) to its
@@ -54,14 +57,6 @@ class Benchmark:
     @property
     def eval_splits(self) -> list[str]:
         return [name for name in self.splits if name != TRAIN]
-
-    @property
-    def ood_val_splits(self) -> list[str]:
-        return [f"{domain}_val" for domain in self.ood_domains]
-
-    @property
-    def ood_test_splits(self) -> list[str]:
-        return [f"{domain}_test" for domain in self.ood_domains]
 
 
 class TensorImages(Dataset):

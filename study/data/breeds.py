@@ -127,7 +127,7 @@ def breeds(name: str, level: int, ancestor: str | None, subclasses: int, supercl
               "target_val": holdout(target, id_val_size(len(target)))[1], "target_test": images("val", 2)}
     classes = tuple(hierarchy.names.get(group[0], group[0]) for group in groups)
     return Benchmark(name=name, classes=classes, ood_domains=("target",), splits=splits,
-                     fingerprint=on_disk_fingerprint(name, root, splits))
+                     fingerprint=on_disk_fingerprint(name, root, splits), source=str(root))
 
 
 @register_benchmark("living17")

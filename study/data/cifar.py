@@ -104,4 +104,4 @@ def cifar10(*, cache_dir=None, data_root=None) -> Benchmark:
     splits = {TRAIN: train, ID_VAL: id_val, ID_TEST: ImageArrays(test_x, test_y), "stl10_val": stl_val,
               "stl10_test": stl_test, "cifar10_1_val": c101_val, "cifar10_1_test": c101_test}
     return Benchmark(name="cifar10", classes=tuple(classes), ood_domains=("stl10", "cifar10_1"), splits=splits,
-                     fingerprint=on_disk_fingerprint("cifar10", root, splits))
+                     fingerprint=on_disk_fingerprint("cifar10", root, splits), source=str(root))

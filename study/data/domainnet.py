@@ -56,4 +56,4 @@ def domainnet(*, cache_dir=None, data_root=None) -> Benchmark:
                         f"get the lists from {SOURCE}")
     return Benchmark(name="domainnet", classes=tuple(names[i] for i in range(len(names))),
                      ood_domains=OOD_DOMAINS, splits=splits,
-                     fingerprint=on_disk_fingerprint("domainnet", root, splits))
+                     fingerprint=on_disk_fingerprint("domainnet", root, splits), source=str(root))

@@ -75,4 +75,4 @@ def fmow(*, cache_dir=None, data_root=None) -> Benchmark:
         splits[f"{region.lower()}_test"] = images(region, "ood_test")
     return Benchmark(name="fmow", classes=tuple(classes), ood_domains=tuple(r.lower() for r in OOD_REGIONS),
                      splits=splits,
-                     fingerprint=on_disk_fingerprint("fmow", folder, splits))
+                     fingerprint=on_disk_fingerprint("fmow", folder, splits), source=str(folder))

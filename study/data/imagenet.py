@@ -89,5 +89,5 @@ def imagenet(*, cache_dir=None, data_root=None) -> Benchmark:
     for domain, dataset in ood.items():
         splits[f"{domain}_val"], splits[f"{domain}_test"] = halves(dataset)
     return Benchmark(name="imagenet", classes=tuple(classes), ood_domains=tuple(ood), splits=splits,
-                     fingerprint=on_disk_fingerprint("imagenet", root, splits),
+                     fingerprint=on_disk_fingerprint("imagenet", root, splits), source=str(root),
                      class_subsets=subsets)

@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import torch
 from torch import nn
 
+from study import metric_keys
 from study.data import ID_VAL, Pipeline
 from study.methods.distributed import rank_and_world
 from study.methods.metrics import CLASSIFICATION, SplitMeter, fit_temperature, meter, scaled
-
-
-WISE = "wise"  # the flat keys of a WiSE-FT curve: wise/<alpha>/<split>/acc (or /mse)
 
 
 class Diverged(RuntimeError):
@@ -38,17 +37,9 @@ class EpochResult:
     wise: dict[float, dict[str, dict[str, float]]] | None = None
 
     def flat(self) -> dict[str, float]:
-        """One flat dict: ``{"epoch": 1, "id_val/acc": ..., "train/loss": ..., "extra/head_norm": ..., ...}``."""
-        out = {"epoch": self.epoch}
-        for split, values in self.splits.items():
-            out.update({f"{split}/{name}": value for name, value in values.items()})
-        if self.train_loss is not None:
-            out["train/loss"] = self.train_loss
-        out.update({f"extra/{name}": value for name, value in self.extras.items()})
-        for alpha, splits in (self.wise or {}).items():
-            out.update({f"{WISE}/{alpha:g}/{split}/{metric}": values[metric] for split, values in splits.items()
-                        for metric in ("acc", "mse") if metric in values})
-        return out
+        """One flat dict: ``{"epoch": 1, "id_val/acc": ..., "train/loss": ..., "extra/head_norm": ..., ...}``
+        (``study.metric_keys``)."""
+        return {"epoch": self.epoch, **metric_keys.encode(self.splits, self.train_loss, self.extras, self.wise)}
 
 
 def check_finite(loss: torch.Tensor, epoch: int) -> None:
@@ -108,3 +99,27 @@ def evaluate(model: nn.Module, data: Pipeline, *, batch_size: int = 512,
     if calibrate:
         results[ID_VAL]["temperature"] = temperature
     return {split: results[split] for split in benchmark.eval_splits}
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How a trained model is scored after every epoch, bound once per trial.
+
+    ``reference`` (the pretrained encoder's cached features, split -> (features, labels)) makes every evaluation
+    measure the change of the features too; ``wise_alphas``: the WiSE-FT interpolations scored after the last
+    epoch; ``batch_size``: the evaluation's batches.
+    """
+
+    reference: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+    wise_alphas: Sequence[float] = ()
+    batch_size: int = 512
+
+    def splits(self, model: nn.Module, data: Pipeline) -> dict[str, dict[str, float]]:
+        return evaluate(model, data, batch_size=self.batch_size, reference=self.reference)
+
+    def epoch(self, model: nn.Module, data: Pipeline, epoch: int, train_loss: float | None,
+              extras: dict) -> EpochResult:
+        """``model`` after ``epoch`` epochs: every split, and its head's norm."""
+        head_norm = model.get_classifier().weight.norm().item()
+        return EpochResult(epoch=epoch, splits=self.splits(model, data), train_loss=train_loss,
+                           extras={**extras, "head_norm": head_norm})

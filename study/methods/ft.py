@@ -8,32 +8,31 @@ every global batch of ``batch_size`` examples and scores its share of every spli
 from __future__ import annotations
 
 from functools import partial
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import torch
 from torch import nn
 
 from study.data import TRAIN, Pipeline
 from study.methods.distributed import all_reduce_sum, data_parallel, rank_and_world
-from study.methods.evaluation import EpochResult, check_finite, evaluate, prepare_model
-from study.methods.features import Features
+from study.methods.evaluation import EpochResult, Scoring, check_finite, prepare_model
 from study.methods.metrics import training_loss
 from study.methods.wise import snapshot, wise_curve
 
 
-def fine_tune(model: nn.Module, data: Pipeline, *, lr: float, epochs: int, batch_size: int = 64,
-              momentum: float = 0.9, weight_decay: float = 0.0, seed: int = 0, freeze_bn: bool = False,
-              resume: dict | None = None, extras: dict | None = None, eval_batch_size: int = 512,
-              reference: Features | None = None, wise_alphas: Sequence[float] = (),
-              precision: str = "fp32", schedule: str = "epoch") -> Iterator[EpochResult]:
+def fine_tune(model: nn.Module, data: Pipeline, *, lr: float, epochs: int, batch_size: int, momentum: float,
+              weight_decay: float, seed: int = 0, freeze_bn: bool = False, resume: dict | None = None,
+              extras: dict | None = None, scoring: Scoring = Scoring(), precision: str = "fp32",
+              schedule: str = "epoch") -> Iterator[EpochResult]:
     """Fine-tune ``model`` (its head already set) for ``epochs`` epochs on ``data`` (its device, its workers),
     yielding one result per epoch.
 
     ``weight_decay`` is FT's L2 strength. ``freeze_bn`` keeps batch-norm layers in eval mode (LP-FT's FT stage).
     ``resume`` is the ``state`` of an earlier result: training continues after that epoch, as if never stopped.
-    ``reference`` (the pretrained encoder's cached features) makes every evaluation measure the feature change too.
-    Only parameters that require gradients are trained (LoRA freezes the rest). With ``wise_alphas``, the last
-    result also holds the WiSE-FT curve between the starting weights and the final ones (``result.wise``).
+    ``scoring`` says how every epoch is scored (``Scoring``: the feature change from its reference features, the
+    evaluation batches); with its ``wise_alphas``, the last result also holds the WiSE-FT curve between the
+    starting weights and the final ones (``result.wise``). Only parameters that require gradients are trained
+    (LoRA freezes the rest).
     ``precision="bf16"`` trains under bfloat16 autocast (evaluation stays in float32, so metrics are comparable).
     ``schedule``: the cosine learning-rate schedule stepped once per epoch over ``epochs`` (the official code's
     ``CosineAnnealingLR(T_max=epochs)``: epoch 1 at ``lr``), or per batch (``"step"``) over every step.
@@ -48,8 +47,8 @@ def fine_tune(model: nn.Module, data: Pipeline, *, lr: float, epochs: int, batch
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {batch_size} is more than the {len(data.benchmark.splits[TRAIN])} training "
                          "examples, so an epoch has no full batch; use a smaller batch_size")
-    score = partial(_scored, model, data, batch_size=eval_batch_size, reference=reference)
-    start_weights = snapshot(model) if wise_alphas else None  # before a resume overwrites them
+    score = partial(scoring.epoch, model, data)
+    start_weights = snapshot(model) if scoring.wise_alphas else None  # before a resume overwrites them
     scored_ends = {}  # WiSE-FT's alpha 0 is the start and alpha 1 the final model: their scores are reused
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -89,16 +88,10 @@ def fine_tune(model: nn.Module, data: Pipeline, *, lr: float, epochs: int, batch
         train_loss = all_reduce_sum(loss_sum) / (steps_per_epoch * world)
         check_finite(train_loss, epoch)  # one sync per epoch; a NaN stays NaN through the sum
         result = score(epoch, train_loss.item(), extras)
-        if epoch == epochs and wise_alphas:
+        if epoch == epochs and scoring.wise_alphas:
             scored_ends[1.0] = result.splits
-            result.wise = wise_curve(model, start_weights, data, wise_alphas, scored=scored_ends,
-                                     batch_size=eval_batch_size)
+            result.wise = wise_curve(model, start_weights, data, scoring, scored=scored_ends)
         result.state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "schedule": cosine.state_dict(), "epoch": epoch, "extras": extras}
         yield result
 
-
-def _scored(model, data, epoch, train_loss, extras, *, batch_size, reference) -> EpochResult:
-    splits = evaluate(model, data, batch_size=batch_size, reference=reference)
-    head_norm = model.get_classifier().weight.norm().item()
-    return EpochResult(epoch=epoch, splits=splits, train_loss=train_loss, extras={**extras, "head_norm": head_norm})

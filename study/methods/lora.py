@@ -4,10 +4,12 @@ convolution layers learns a low-rank update, and the head trains in full.
     y = W x + scale * B (A x)      A: rank x in (random), B: out x rank (zeros), so training starts at the
                                    pretrained model exactly
 
-Written here (about 60 lines) rather than taken from peft: peft wraps a model in its own class, which hides
-timm's head API (``forward_features``, ``get_classifier``) that the evaluation and the LP-FT head rely on, and
-adds a dependency for one idea. A convolution's update is a convolution to ``rank`` channels with the layer's own
-kernel, stride and padding, then a 1x1 convolution back; grouped (depthwise) convolutions keep no adapter.
+Written here (about 40 lines) rather than taken from peft. ``peft.inject_adapter_in_model`` would serve: it edits
+a timm model in place, so ``forward_features`` and ``get_classifier`` stay. But peft installs ``transformers``,
+``accelerate`` and ``huggingface_hub`` with it (peft 0.21), which the vision path needs for nothing else, and
+its rule for choosing layers would have to be spelled out as a list of module names anyway. A convolution's update
+is a convolution to ``rank`` channels with the layer's own kernel, stride, padding and dilation, then a 1x1
+convolution back, as peft's; grouped (depthwise) convolutions keep no adapter.
 """
 from __future__ import annotations
 

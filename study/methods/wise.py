@@ -6,13 +6,11 @@ ID accuracy along the way. Batch-norm statistics are interpolated with the weigh
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 from torch import nn
 
 from study.data import Pipeline
-from study.methods.evaluation import evaluate
+from study.methods.evaluation import Scoring
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -27,18 +25,19 @@ def interpolate(start: dict[str, torch.Tensor], end: dict[str, torch.Tensor], al
 
 
 @torch.no_grad()
-def wise_curve(model: nn.Module, start: dict[str, torch.Tensor], data: Pipeline, alphas: Sequence[float],
-               scored: dict[float, dict] | None = None, **evaluation) -> dict[float, dict[str, dict[str, float]]]:
-    """``evaluate`` at every interpolation of ``start`` and ``model``'s current weights; ``model`` keeps its own.
-    ``scored`` holds the results of alphas already evaluated (the two ends, which are exactly the two models)."""
+def wise_curve(model: nn.Module, start: dict[str, torch.Tensor], data: Pipeline, scoring: Scoring,
+               scored: dict[float, dict] | None = None) -> dict[float, dict[str, dict[str, float]]]:
+    """Every split scored at each of ``scoring.wise_alphas``' interpolations of ``start`` and ``model``'s current
+    weights; ``model`` keeps its own. ``scored`` holds the results of alphas already evaluated (the two ends,
+    which are exactly the two models)."""
     scored = scored or {}
     end = snapshot(model)
     curve = {}
-    for alpha in alphas:
+    for alpha in scoring.wise_alphas:
         if alpha in scored:
             curve[alpha] = scored[alpha]
             continue
         model.load_state_dict(interpolate(start, end, alpha))
-        curve[alpha] = evaluate(model, data, **evaluation)
+        curve[alpha] = scoring.splits(model, data)
     model.load_state_dict(end)
     return curve

@@ -1,8 +1,8 @@
 """The embedded backbone: a small timm ResNet that the project pretrains itself on the glyph source task.
 
 ``lpft_glyphnet`` is registered with timm, so ``timm.create_model("lpft_glyphnet")`` builds the architecture. The
-``glyphnet`` backbone pretrains it once on every source glyph in every style (about a minute on 2 cores) and
-caches the weights under a hash of the recipe and the data, so later runs only load them.
+``glyphnet`` backbone pretrains it once on every source glyph in every style (35 to 85 s on 2 cores, depending on
+the CPU) and caches the weights under a hash of the recipe and the data, so later runs only load them.
 """
 from __future__ import annotations
 

@@ -10,20 +10,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from mlflow.entities import DatasetInput
 from ray.tune import Callback
 from tqdm.auto import tqdm
 
+from study import metric_keys
 from study.config import short
-from study.results import WISE_TABLE_DIR, read_trial_rows, rows_from_report, wise_rows_from_report, write_trial_rows
+from study.data import ID_VAL
+from study.results import (SEARCH, WISE_TABLE_DIR, read_trial_rows, rows_from_report, trial_columns,
+                           wise_rows_from_report, write_trial_rows)
 from study.tracking import StudyTracker
 from study.tune.spaces import SEARCH_METRIC, TrialSpec
-
-
-def metrics_of(result: dict, scalars_only: bool = False) -> dict:
-    """The study's own metrics in a Ray result: per-split, train, extra and WiSE-FT values (keys with a '/'); the
-    reliability bins are lists, which MLflow (``scalars_only``) does not take."""
-    kinds = (int, float) if scalars_only else (int, float, list)
-    return {key: value for key, value in result.items() if "/" in key and isinstance(value, kinds)}
 
 
 def outcome_of(trial, failed: bool = False) -> str:
@@ -35,8 +32,8 @@ def outcome_of(trial, failed: bool = False) -> str:
 class ResultsTableCallback(Callback):
     """The study's Parquet table: one part file per trial, rewritten as the trial reports."""
 
-    def __init__(self, study_dir: Path, study_name: str, seeds: tuple[int, ...]):
-        self.study_dir, self.study_name, self.seeds = study_dir, study_name, seeds
+    def __init__(self, study_dir: Path, study_name: str, seeds: tuple[int, ...], stage: str = SEARCH):
+        self.study_dir, self.study_name, self.seeds, self.stage = study_dir, study_name, seeds, stage
         self._rows: dict[str, list[dict]] = {}
 
     def __getstate__(self) -> dict:
@@ -50,10 +47,8 @@ class ResultsTableCallback(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if "epoch" not in result or result.get("diverged"):
             return
-        spec = TrialSpec.of(trial.config, self.seeds)
-        report = metrics_of(result) | {"epoch": result["epoch"]}
-        identity = dict(study=self.study_name, trial_id=trial.trial_id, method=spec.method, seed=spec.seed,
-                        hparams=spec.hparams)
+        report = metric_keys.metrics(result) | {"epoch": result["epoch"]}
+        identity = self._identity(trial)
         rows = [row for row in self._trial_rows(trial) if row["epoch"] != result["epoch"]]
         rows += rows_from_report(report, **identity)
         self._rows[trial.trial_id] = rows
@@ -70,20 +65,25 @@ class ResultsTableCallback(Callback):
     def _finish(self, trial, outcome: str):
         rows = self._trial_rows(trial)
         if not rows:  # a trial that failed before its first report still gets a row, so it is counted
-            spec = TrialSpec.of(trial.config, self.seeds)
-            rows = [{"study": self.study_name, "trial_id": trial.trial_id, "method": spec.method,
-                     "seed": spec.seed, **spec.hparams, "epoch": -1, "split": "none",
+            rows = [{**trial_columns(**self._identity(trial)), "epoch": -1, "split": "none",
                      "accuracy": float("nan"), "loss": float("nan")}]
         write_trial_rows(self.study_dir, trial.trial_id, rows, outcome)
+
+    def _identity(self, trial) -> dict:
+        spec = TrialSpec.of(trial.config, self.seeds)
+        return dict(study=self.study_name, trial_id=trial.trial_id, stage=self.stage, method=spec.method,
+                    seed=spec.seed, hparams=spec.hparams)
 
 
 class MlflowTrialsCallback(Callback):
     """One MLflow child run per trial, named by its method, searched hyper-parameters and seed: hyper-parameters as
-    params, per-epoch metrics with step = epoch, what a trial chooses once (LP-FT's ``lp_l2``) as a tag.
-    ``searched``: per method, the hyper-parameters its name shows (``StudyConfig.searched``)."""
+    params, the study's splits as dataset inputs (``inputs``), per-epoch metrics with step = epoch, what a trial
+    chooses once (LP-FT's ``lp_l2``) as a tag. ``searched``: per method, the hyper-parameters its name shows
+    (``StudyConfig.searched``)."""
 
-    def __init__(self, tracker: StudyTracker, seeds: tuple[int, ...], searched: dict[str, tuple[str, ...]]):
-        self.tracker, self.seeds, self.searched = tracker, seeds, searched
+    def __init__(self, tracker: StudyTracker, seeds: tuple[int, ...], searched: dict[str, tuple[str, ...]],
+                 inputs: list[DatasetInput]):
+        self.tracker, self.seeds, self.searched, self.inputs = tracker, seeds, searched, inputs
         self._runs: dict[str, str] = {}
         self._last_epoch: dict[str, int] = {}
 
@@ -97,7 +97,7 @@ class MlflowTrialsCallback(Callback):
             shown = ", ".join(f"{name}={short(spec.hparams[name])}" for name in self.searched.get(spec.method, ())
                               if name in spec.hparams)
             run_id = self.tracker.child_run(trial.trial_id, f"{spec.method} {shown} seed{spec.seed}", params,
-                                            {"method": spec.method, "seed": str(spec.seed)})
+                                            {"method": spec.method, "seed": str(spec.seed)}, self.inputs)
             self._runs[trial.trial_id] = run_id
             self._last_epoch[trial.trial_id] = self.tracker.last_logged_epoch(run_id)
         return self._runs[trial.trial_id]
@@ -110,10 +110,10 @@ class MlflowTrialsCallback(Callback):
             return
         run_id, epoch = self._run_id(trial), int(result["epoch"])
         if epoch > self._last_epoch[trial.trial_id]:  # a trial resumed from an older checkpoint repeats epochs
-            metrics = metrics_of(result, scalars_only=True)
+            metrics = metric_keys.metrics(result, scalars_only=True)
             tags = {"device": result["device"]} if "device" in result else {}
-            if "extra/lp_l2" in metrics:
-                tags["lp_l2"] = short(metrics.pop("extra/lp_l2"))
+            if (chosen := metric_keys.key(metric_keys.EXTRA, "lp_l2")) in metrics:
+                tags["lp_l2"] = short(metrics.pop(chosen))
             self.tracker.log_epoch(run_id, metrics, epoch, int(time.time() * 1000), tags=tags)
             self._last_epoch[trial.trial_id] = epoch
 
@@ -143,7 +143,7 @@ class ProgressCallback(Callback):
         if SEARCH_METRIC in result and result.get("epoch", 0) > 0:
             method = TrialSpec.of(trial.config, self.seeds).method
             self.best[method] = max(self.best.get(method, result[SEARCH_METRIC]), result[SEARCH_METRIC])
-            self.squared_error = "id_val/mse" in result
+            self.squared_error = metric_keys.key(ID_VAL, "mse") in result
             self._refresh(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):

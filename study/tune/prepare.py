@@ -42,7 +42,7 @@ class Prepared:
 def prepare(study: StudyConfig, benchmark: Benchmark, *, progress: bool = True) -> Prepared:
     """Put ``benchmark`` in the object store and run the extraction task; raise its error if it fails (bad weights:
     the same one-line error as a local failure)."""
-    _, cpus, gpus = study.resources.of_trial("ft")
+    _, cpus, gpus = study.resources.of_encoder_trials()
     gpus = max(gpus, study.resources.lp_gpus)  # a GPU wherever the study asks for GPUs
     task = ray.remote(_extract).options(num_cpus=cpus, num_gpus=gpus, max_retries=study.max_failures)
     workers = study.resources.loader_workers

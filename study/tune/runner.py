@@ -20,10 +20,11 @@ from study.analysis.report import REPORT_DIR, write_report
 from study.cache import cache_root
 from study.config import StudyConfig
 from study.data import Benchmark, create_benchmark
+from study.methods.catalog import METHODS as CATALOG
 from study.models.pretrained import require_weights
 from study.preflight import PreflightError, check_gpus, check_machine, tracking_problem
 from study.results import read_table, read_trial_outcome, read_wise_table, table_dir
-from study.tracking import StudyTracker, flatten, tracking_uri
+from study.tracking import StudyTracker, flatten, split_inputs, system_metrics, tracking_uri
 from study.tune.prepare import Prepared, prepare
 from study.tune.spaces import SEARCH_METRIC, SEARCH_MODE, build_search, trial_count
 
@@ -40,8 +41,10 @@ class NothingToResume(FileNotFoundError):
 
 
 def absolute(study: StudyConfig) -> StudyConfig:
-    """Trials run in other folders (and on other nodes): make every path absolute first."""
-    return dataclasses.replace(study, results_dir=study.results_dir.resolve(), cache_dir=cache_root(study.cache_dir))
+    """Trials run in other folders (and on other nodes): make every path absolute first, and name the tracking
+    store the study uses (so ``config.yaml`` names it too, and a resumed study finds it)."""
+    study = dataclasses.replace(study, results_dir=study.results_dir.resolve(), cache_dir=cache_root(study.cache_dir))
+    return dataclasses.replace(study, tracking_uri=tracking_uri(study))
 
 
 def check_inputs(study: StudyConfig) -> Benchmark:
@@ -93,15 +96,16 @@ def init_ray() -> None:
         ray.init(address="local", include_dashboard=False, log_to_driver=False)
 
 
-def experiment_path(study: StudyConfig) -> str:
-    """Ray Tune's experiment folder (a local path or a URI): trial state and the latest checkpoint per trial."""
-    return f"{study.storage_root}/{RAY_DIR}"
+def experiment_path(study: StudyConfig, name: str = RAY_DIR) -> str:
+    """Ray Tune's experiment folder (a local path or a URI): trial state and the latest checkpoint per trial. The
+    study's search is ``ray``; each ``study confirm`` is an experiment of its own."""
+    return f"{study.storage_root}/{name}"
 
 
-def _experiment_exists(study: StudyConfig) -> bool:
+def experiment_exists(study: StudyConfig, name: str = RAY_DIR) -> bool:
     from pyarrow import fs
 
-    uri = experiment_path(study)
+    uri = experiment_path(study, name)
     filesystem, path = fs.FileSystem.from_uri(uri) if "://" in uri else (fs.LocalFileSystem(), uri)
     return filesystem.get_file_info(f"{path}/tuner.pkl").type != fs.FileType.NotFound
 
@@ -120,8 +124,8 @@ def _max_concurrent_trials(study: StudyConfig) -> int | None:
     drivers do not pile up waiting for placement groups."""
     if study.resources.max_concurrent_trials:
         return study.resources.max_concurrent_trials
-    workers, cpus, gpus = study.resources.of_trial("ft")
-    if workers == 1 or set(study.methods) == {"lp"}:
+    workers, cpus, gpus = study.resources.of_encoder_trials()
+    if workers == 1 or not any(CATALOG[method].trains_encoder for method in study.methods):
         return None
     import ray
 
@@ -132,27 +136,37 @@ def _max_concurrent_trials(study: StudyConfig) -> int | None:
     return max(1, int(fits))
 
 
-def build_tuner(study: StudyConfig, prepared: Prepared, callbacks: list):
+def build_tuner(study: StudyConfig, prepared: Prepared, callbacks: list, points: list[dict] | None = None,
+                name: str = RAY_DIR):
+    """The study's Tuner: its search space and scheduler; or, given ``points`` (flat trial configs, as
+    ``grid_points`` writes them), exactly those trials to the end, as the experiment ``name``."""
     from ray import tune
 
-    from study.tune.asha import PerMethodASHA
-
-    param_space, search_alg, num_samples = build_search(study)
-    scheduler = None
-    if study.search.scheduler == "asha":
-        max_epochs = max((v for p in study.methods.values() if "epochs" in p for v in p["epochs"].values), default=1)
-        scheduler = PerMethodASHA(study.seeds, time_attr="epoch", metric=SEARCH_METRIC, mode=SEARCH_MODE,
-                                  max_t=max_epochs, grace_period=study.search.grace_epochs)
+    if points is None:
+        param_space, search_alg, num_samples = build_search(study)
+        scheduler = _scheduler(study)
+    else:
+        param_space, search_alg, num_samples, scheduler = {"trial": tune.grid_search(points)}, None, 1, None
     return tune.Tuner(
         _trainable(study, prepared),
         param_space=param_space,
         tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=num_samples, scheduler=scheduler,
                                     reuse_actors=True,  # saves a worker start-up (~3 s of imports) per trial
                                     max_concurrent_trials=_max_concurrent_trials(study)),
-        run_config=tune.RunConfig(name=RAY_DIR, storage_path=study.storage_root, callbacks=callbacks, verbose=0,
+        run_config=tune.RunConfig(name=name, storage_path=study.storage_root, callbacks=callbacks, verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=study.max_failures),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
+
+
+def _scheduler(study: StudyConfig):
+    if study.search.scheduler != "asha":
+        return None
+    from study.tune.asha import PerMethodASHA
+
+    max_epochs = max((v for p in study.methods.values() if "epochs" in p for v in p["epochs"].values), default=1)
+    return PerMethodASHA(study.seeds, time_attr="epoch", metric=SEARCH_METRIC, mode=SEARCH_MODE, max_t=max_epochs,
+                         grace_period=study.search.grace_epochs)
 
 
 def run_study(study: StudyConfig, *, progress: bool = True) -> tuple[dict, str]:
@@ -170,44 +184,65 @@ def run_study(study: StudyConfig, *, progress: bool = True) -> tuple[dict, str]:
     prepared = prepare(study, benchmark, progress=progress)  # damaged weights stop the study before any write
     tracker = StudyTracker.for_study(study)
     study.study_dir.mkdir(parents=True, exist_ok=True)
-    resolved = {**study.to_dict(), "name": study.name, "results_dir": str(study.results_dir)}
+    resolved = study.to_dict()  # every default filled in: what ran, not only what was typed
     (study.study_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
     (study.study_dir / "manifest.json").write_text(json.dumps(manifest(study, prepared), indent=2))
 
-    tracker.start_parent(flatten(study.to_dict()), {"study": study.name, **{f"fingerprint.{k}": v for k, v in
-                                                                           prepared.fingerprints.items()}})
+    inputs = split_inputs(benchmark)
+    tracker.start_parent(flatten(resolved), {"study": study.name, **{f"fingerprint.{k}": v for k, v in
+                                                                    prepared.fingerprints.items()}}, inputs)
     callbacks = [ResultsTableCallback(study.study_dir, study.name, study.seeds),
-                 MlflowTrialsCallback(tracker, study.seeds, {method: study.searched(method) for method in study.methods}),
+                 MlflowTrialsCallback(tracker, study.seeds, {method: study.searched(method) for method in study.methods},
+                                      inputs),
                  ProgressCallback(trial_count(study), study.seeds, progress)]
-    return _fit(study, tracker, lambda: build_tuner(study, prepared, callbacks))
+    return fit(study, tracker, lambda: build_tuner(study, prepared, callbacks), trial_count(study),
+               f"study resume {study.study_dir}")
 
 
 def resume_study(study_dir: Path, *, progress: bool = True) -> tuple[dict, str, StudyConfig]:
     """Continue a study whose driver stopped: finished trials stay as they are, unfinished and failed ones
     continue from their last checkpoint (Ray's ``Tuner.restore``), into the same table and MLflow runs.
     Returns the report and the study's configuration."""
-    from ray import tune
-
     from study.config import load_config
 
     study = absolute(load_config(Path(study_dir) / CONFIG_FILE))
     check_machine(study)
-    if not _experiment_exists(study):
+    if not experiment_exists(study):
         raise NothingToResume(_no_experiment(study))
+    tracker = parent_tracker(study)
+    _, prepared = reopen(study, tracker, progress)
+    report, text = fit(study, tracker, lambda: restore_tuner(study, prepared), trial_count(study),
+                       f"study resume {study.study_dir}")
+    return report, text, study
+
+
+def parent_tracker(study: StudyConfig) -> StudyTracker:
+    """The tracker of a study that ran, its parent run found; ``NothingToResume`` if the store holds none."""
     tracker = StudyTracker.for_study(study)
     tracker.parent_id = tracker.existing_parent()
     if tracker.parent_id is None:
         raise NothingToResume(f"{tracker.uri} holds no MLflow run of study {study.name!r}; pass the tracking URI "
                               "the study ran with (--tracking-uri or $MLFLOW_TRACKING_URI)")
+    return tracker
+
+
+def reopen(study: StudyConfig, tracker: StudyTracker, progress: bool) -> tuple[Benchmark, Prepared]:
+    """Check a study's inputs again, start Ray, read its features, and mark its parent run running again."""
     benchmark = check_inputs(study)
     init_ray()
     check_gpus(study)
     prepared = prepare(study, benchmark, progress=progress)  # reads the cached features; extracts on a new cache
     tracker.end_if_driver_died()
     tracker.reopen_parent()
-    report, text = _fit(study, tracker, lambda: tune.Tuner.restore(
-        experiment_path(study), trainable=_trainable(study, prepared), resume_unfinished=True, resume_errored=True))
-    return report, text, study
+    return benchmark, prepared
+
+
+def restore_tuner(study: StudyConfig, prepared: Prepared, name: str = RAY_DIR):
+    """Ray Tune's ``Tuner.restore`` of experiment ``name``: finished trials stay, the rest continue."""
+    from ray import tune
+
+    return tune.Tuner.restore(experiment_path(study, name), trainable=_trainable(study, prepared),
+                              resume_unfinished=True, resume_errored=True)
 
 
 def _no_experiment(study: StudyConfig) -> str:
@@ -256,7 +291,7 @@ def _refuse_existing(study: StudyConfig) -> None:
     """A study name is used once per results root and storage (and MLflow store, checked once the inputs are):
     never overwrite, never mix."""
     for where, exists in ((study.study_dir, study.study_dir.exists() and any(study.study_dir.iterdir())),
-                          (experiment_path(study), study.storage is not None and _experiment_exists(study))):
+                          (experiment_path(study), study.storage is not None and experiment_exists(study))):
         if exists:
             raise _exists(str(where), study)
 
@@ -270,10 +305,10 @@ def _exists(where: str, study: StudyConfig) -> StudyExists:
                        f"continues it, or pass --name NEW_NAME for a new one")
 
 
-def _unfinished(study: StudyConfig, grid) -> bool:
-    """Whether Tune returned before every trial ended (it returns normally when Ctrl-C stops it): trials it never
-    started, or trials the results table still holds as running."""
-    if len(grid) < trial_count(study):
+def _unfinished(study: StudyConfig, grid, expected: int) -> bool:
+    """Whether Tune returned before every trial ended (it returns normally when Ctrl-C stops it): fewer trials
+    than ``expected`` (some never started), or trials the results table still holds as running."""
+    if len(grid) < expected:
         return True
     return any(read_trial_outcome(part) == "running" for part in table_dir(study.study_dir).glob("*.parquet"))
 
@@ -297,14 +332,15 @@ class Interrupted(RuntimeError):
     """The study was stopped (Ctrl-C, SIGTERM) before every trial ended; what finished is kept."""
 
 
-def _fit(study: StudyConfig, tracker: StudyTracker, make_tuner) -> tuple[dict, str]:
-    """Run the tuner, then end the parent run whatever happened: FINISHED (with the report), KILLED (stopped by
-    a signal: the report of what finished, the trials' runs KILLED too) or FAILED."""
+def fit(study: StudyConfig, tracker: StudyTracker, make_tuner, expected: int, again: str) -> tuple[dict, str]:
+    """Run the tuner (of ``expected`` trials), then end the parent run whatever happened: FINISHED (with the
+    report), KILLED (stopped by a signal: the report of what finished, the trials' runs KILLED too; the command
+    ``again`` continues it) or FAILED."""
     status, report, text = "FAILED", None, None
     try:
-        with _sigterm_as_ctrl_c():
+        with _sigterm_as_ctrl_c(), system_metrics(tracker.uri, tracker.parent_id if study.system_metrics else None):
             grid = make_tuner().fit()
-        status = "KILLED" if _unfinished(study, grid) else "FINISHED"
+        status = "KILLED" if _unfinished(study, grid, expected) else "FINISHED"
     except KeyboardInterrupt:  # a second Ctrl-C, which Tune passes on
         status = "KILLED"
     finally:
@@ -321,5 +357,5 @@ def _fit(study: StudyConfig, tracker: StudyTracker, make_tuner) -> tuple[dict, s
             tracker.end_parent(status)
     if status == "KILLED":
         raise Interrupted(f"the study was stopped before every trial ended; what finished is kept in "
-                          f"{study.study_dir}: `study resume {study.study_dir}` continues it")
+                          f"{study.study_dir}: `{again}` continues it")
     return report, text

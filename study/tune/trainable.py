@@ -9,7 +9,9 @@ the study goes on.
 """
 from __future__ import annotations
 
+import contextlib
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +25,7 @@ from study.data.pipeline import default_workers
 from study.methods import Diverged
 from study.methods.metrics import search_score
 from study.methods.run import run_method
+from study.tracking import StudyTracker, system_metrics
 from study.tune.prepare import Prepared, device_of
 from study.tune.spaces import SEARCH_METRIC, TrialSpec
 
@@ -36,8 +39,10 @@ def train_trial(config: dict, study: StudyConfig, prepared: Prepared) -> None:
     if workers > 1:
         _fit_with_workers(config, study, prepared, workers, cpus, gpus)
         return
-    report_epochs(spec, study, ray.get(prepared.benchmark), prepared.features_file, device=device_of(gpus),
-                  threads=cpus, report=tune.report, checkpoint=tune.get_checkpoint(), checkpoint_type=tune.Checkpoint)
+    with _system_metrics(study, tune.get_context().get_trial_id()):
+        report_epochs(spec, study, ray.get(prepared.benchmark), prepared.features_file, device=device_of(gpus),
+                      threads=cpus, report=tune.report, checkpoint=tune.get_checkpoint(),
+                      checkpoint_type=tune.Checkpoint)
 
 
 WORST = -1e30  # the search score before any epoch, or of a diverged trial: finite, below every real one
@@ -96,7 +101,8 @@ def _fit_with_workers(config: dict, study: StudyConfig, prepared: Prepared, work
     per_worker = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
     trainer = TorchTrainer(
         _worker_loop,
-        train_loop_config={"trial": config, "study": study, "prepared": prepared},
+        train_loop_config={"trial": config, "study": study, "prepared": prepared,
+                           "trial_id": tune.get_context().get_trial_id()},
         scaling_config=train.ScalingConfig(num_workers=workers, use_gpu=gpus > 0, resources_per_worker=per_worker,
                                            placement_strategy="PACK"),
         # The run's name is the trial's id, never a timestamp: a retried or restored trial finds its checkpoints.
@@ -117,10 +123,25 @@ def _worker_loop(loop_config: dict) -> None:
     study: StudyConfig = loop_config["study"]
     spec = TrialSpec.of(loop_config["trial"], study.seeds)
     _, cpus, _ = study.resources.of_trial(spec.method)
-    chief, prepared = train.get_context().get_world_rank() == 0, loop_config["prepared"]
-    report_epochs(spec, study, ray.get(prepared.benchmark), prepared.features_file, device=get_device(),
-                  threads=cpus, report=train.report, checkpoint=train.get_checkpoint(),
-                  checkpoint_type=train.Checkpoint if chief else None)
+    rank, prepared = train.get_context().get_world_rank(), loop_config["prepared"]
+    with _system_metrics(study, loop_config["trial_id"], node=f"rank{rank}"):
+        report_epochs(spec, study, ray.get(prepared.benchmark), prepared.features_file, device=get_device(),
+                      threads=cpus, report=train.report, checkpoint=train.get_checkpoint(),
+                      checkpoint_type=train.Checkpoint if rank == 0 else None)
+
+
+def _system_metrics(study: StudyConfig, trial_id: str, node: str | None = None):
+    """With ``study.system_metrics``, MLflow's system metrics of this worker's node go to the trial's child run
+    (created by the driver's callback before the trial starts); a store this node cannot reach only warns."""
+    if not study.system_metrics:
+        return contextlib.nullcontext()
+    try:
+        tracker = StudyTracker.for_study(study)
+        tracker.parent_id = tracker.existing_parent()
+        return system_metrics(tracker.uri, tracker.trial_run(trial_id), node)
+    except Exception as error:  # noqa: BLE001 - metrics of the machine must never stop a trial
+        warnings.warn(f"system metrics of trial {trial_id} are not logged: {type(error).__name__}: {error}")
+        return contextlib.nullcontext()
 
 
 def _load_state(checkpoint) -> dict | None:

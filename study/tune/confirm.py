@@ -1,0 +1,92 @@
+"""``study confirm DIR --seeds N``: every method's selected configuration rerun on N new seeds, into the same study.
+
+A search of a few seeds selects with noise and reports a small n; DomainBed's users asked for the selected models
+to be rerun on more seeds (facebookresearch/DomainBed#22). The configurations picked by ID validation, and the
+oracle's where it picks another, each run once per new seed (seeds after the study's largest) as a Ray Tune
+experiment of their own (``confirm-<k>`` beside ``ray/``), into the same results table as stage ``confirm`` and
+as new child runs of the same MLflow parent run. Selection still chooses among the search's trials only; the
+report then counts every seed (``study.analysis.selection``). The plan is written to ``confirm-<k>.json``
+before the first trial, so the same command, run again, continues an interrupted confirmation.
+"""
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+
+from study.analysis.report import selections
+from study.config import StudyConfig
+from study.preflight import check_machine
+from study.results import CONFIRM, read_table
+from study.tracking import split_inputs
+from study.tune.runner import (CONFIG_FILE, absolute, build_tuner, experiment_exists, fit, parent_tracker, reopen,
+                               restore_tuner)
+
+PLAN = "confirm-{}.json"
+
+
+class ConfirmError(ValueError):
+    """``study confirm`` cannot start (one line: why, and what to do)."""
+
+
+def plan(table: pd.DataFrame, count: int) -> dict:
+    """The trials of a confirmation: each selected configuration (by any rule, once) on ``count`` seeds after the
+    largest the table holds."""
+    if count < 1:
+        raise ConfirmError(f"--seeds {count}: give the number of new seeds, 1 or more")
+    start = int(table["seed"].max()) + 1
+    seeds = list(range(start, start + count))
+    chosen: dict[tuple, dict] = {}
+    for picks in selections(table).values():
+        for method, selection in picks.items():
+            config = {"method": method, **{f"{method}.{key}": value for key, value in selection.config.items()}}
+            chosen.setdefault(tuple(sorted(config.items())), config)
+    if not chosen:
+        raise ConfirmError("nothing to confirm: no method has a configuration that finished on every seed; "
+                           "`study report` says why")
+    return {"seeds": seeds, "points": [{**config, "seed": seed} for config in chosen.values() for seed in seeds]}
+
+
+def confirm_study(study_dir: Path, count: int, *, progress: bool = True) -> tuple[dict, str, StudyConfig]:
+    """Run (or continue) ``study confirm``; returns the report with every seed, and the study's configuration."""
+    from study.config import load_config
+    from study.tune.callbacks import MlflowTrialsCallback, ProgressCallback, ResultsTableCallback
+
+    study_dir = Path(study_dir)
+    study = absolute(load_config(study_dir / CONFIG_FILE))
+    check_machine(study)
+    tracker = parent_tracker(study)
+    index, trials = _pending(study_dir, count)
+    trials = trials or plan(read_table(study_dir), count)
+    name = f"confirm-{index}"
+    benchmark, prepared = reopen(study, tracker, progress)
+    (study_dir / PLAN.format(index)).write_text(json.dumps({**trials, "finished": False}, indent=2))
+    if experiment_exists(study, name):
+        make = partial(restore_tuner, study, prepared, name)
+    else:
+        callbacks = [ResultsTableCallback(study.study_dir, study.name, study.seeds, stage=CONFIRM),
+                     MlflowTrialsCallback(tracker, study.seeds, {m: study.searched(m) for m in study.methods},
+                                          split_inputs(benchmark)),
+                     ProgressCallback(len(trials["points"]), study.seeds, progress)]
+        make = partial(build_tuner, study, prepared, callbacks, trials["points"], name)
+    report, text = fit(study, tracker, make, len(trials["points"]),
+                       f"study confirm {study.study_dir} --seeds {count}")
+    (study_dir / PLAN.format(index)).write_text(json.dumps({**trials, "finished": True}, indent=2))
+    return report, text, study
+
+
+def _pending(study_dir: Path, count: int) -> tuple[int, dict | None]:
+    """The index of the next confirmation and, if the last one did not finish, its plan (to continue it)."""
+    plans = sorted(study_dir.glob(PLAN.format("*")), key=lambda path: int(path.stem.split("-")[1]))
+    if not plans:
+        return 1, None
+    last = json.loads(plans[-1].read_text())
+    index = int(plans[-1].stem.split("-")[1])
+    if last["finished"]:
+        return index + 1, None
+    if len(last["seeds"]) != count:
+        raise ConfirmError(f"{plans[-1]}: a confirmation on {len(last['seeds'])} new seeds did not finish; "
+                           f"`study confirm {study_dir} --seeds {len(last['seeds'])}` continues it")
+    return index, {"seeds": last["seeds"], "points": last["points"]}

@@ -1,0 +1,95 @@
+"""`study confirm`: the selected configurations rerun on new seeds into the same study, table and MLflow parent;
+and `--system-metrics`, which the same small study turns on."""
+import json
+import subprocess
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from helpers import run_study_cli, study_command
+from study.analysis.selection import select
+from study.results import read_table
+
+METHODS = "methods={lp: {l2: [0.0001, 0.01]}, ft: {lr: [0.01, 0.03], epochs: 1}}"
+
+
+def confirm(study_dir, seeds: int) -> subprocess.CompletedProcess:
+    return subprocess.run(study_command("confirm", study_dir, "--seeds", seeds, "--json", "--no-progress"),
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def confirmed(tmp_path_factory, cache_dir):
+    """A two-method study of one seed with system metrics on, then `study confirm --seeds 2`."""
+    results = tmp_path_factory.mktemp("results")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")  # trials of seconds: sample every second
+        searched = run_study_cli("smoke.yaml", results, "--name", "conf", "--set", METHODS, "--set", "wise_alphas=[]",
+                                 "--system-metrics")
+    before = read_table(results / "conf")
+    done = confirm(results / "conf", 2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return results, searched, before, json.loads(done.stdout)
+
+
+def test_confirm_reruns_each_selected_configuration_on_new_seeds(confirmed):
+    results, searched, before, report = confirmed
+    table = read_table(results / "conf")
+    added = table[~table["trial_id"].isin(before["trial_id"])]
+    assert set(added["stage"]) == {"confirm"} and set(before["stage"]) == {"search"}
+    picks = {method: {json.dumps(searched["chosen"][rule][method]["config"], sort_keys=True)
+                      for rule in searched["chosen"]} for method in ("lp", "ft")}  # one rerun where both rules agree
+    assert sorted(added.groupby("trial_id")["seed"].first()) == sorted([1, 2] * sum(map(len, picks.values())))
+    for method in ("lp", "ft"):
+        rows = added[added["method"] == method]
+        assert rows["trial_id"].nunique() == 2 * len(picks[method])
+        for rule in searched["chosen"]:
+            chosen, again = searched["chosen"][rule][method], report["chosen"][rule][method]
+            assert (again["config"], again["epoch"]) == (chosen["config"], chosen["epoch"]), "the search still picks"
+            assert report["selection"][rule][method]["id_test"]["n"] == 3, "the tables count every seed"
+            assert select(table, method, rule).criterion == pytest.approx(chosen["criterion"])
+    assert report["trials"]["total"] == searched["trials"]["total"] + added["trial_id"].nunique()
+
+
+def test_confirm_adds_child_runs_under_the_same_parent(confirmed):
+    results, _, before, _ = confirmed
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("conf").experiment_id
+    (parent,) = client.search_runs([experiment], "tags.lpft_role = 'study'")
+    assert parent.info.status == "FINISHED"
+    children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert sorted(c.data.tags["trial_id"] for c in children) == sorted(read_table(results / "conf")["trial_id"].unique())
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert parent.data.metrics["id_val.ft.id_test"] == pytest.approx(
+        json.loads((results / "conf" / "report" / "summary.json").read_text())["selection"]["id_val"]["ft"]["id_test"][
+            "mean"])
+
+
+def test_an_unfinished_confirmation_is_continued_not_restarted(confirmed):
+    results, _, _, report = confirmed
+    plan_file = results / "conf" / "confirm-1.json"
+    plan = json.loads(plan_file.read_text())
+    assert plan["finished"] and plan["seeds"] == [1, 2]
+    plan_file.write_text(json.dumps({**plan, "finished": False}))  # as a driver stopped mid-way leaves it
+
+    wrong = confirm(results / "conf", 3)
+    assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1
+    assert "--seeds 2` continues it" in wrong.stderr
+
+    trials = read_table(results / "conf")["trial_id"].nunique()
+    again = confirm(results / "conf", 2)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert read_table(results / "conf")["trial_id"].nunique() == trials, "its finished trials are not rerun"
+    assert json.loads(again.stdout)["selection"] == report["selection"]
+    assert json.loads(plan_file.read_text())["finished"]
+
+
+def test_system_metrics_go_to_the_parent_and_the_trials_runs(confirmed):
+    results, *_ = confirmed
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("conf").experiment_id
+    (parent,) = client.search_runs([experiment], "tags.lpft_role = 'study'")
+    assert "system/cpu_utilization_percentage" in parent.data.metrics
+    assert parent.data.metrics["system/system_memory_usage_megabytes"] > 0
+    ft = client.search_runs([experiment], "tags.method = 'ft' and tags.seed = '0'")
+    assert ft and all("system/cpu_utilization_percentage" in run.data.metrics for run in ft), "each FT trial's own"
