@@ -62,7 +62,8 @@ def schema(table: str = TABLE_DIR) -> pa.Schema:
 
 def rows_from_report(report: dict, **identity) -> list[dict]:
     """The table rows of one per-epoch report (a flat dict as the trainable sends it to Ray): one per split, with
-    every metric of that split as a column (``acc`` becomes ``accuracy``). ``identity``: the trial's (``trial_columns``)."""
+    every metric of that split as a column (``acc`` becomes ``accuracy``). ``identity``: the trial's
+    (``trial_columns``)."""
     base = {**trial_columns(**identity), "epoch": int(report["epoch"])}
     base.update(metric_keys.extras(report))
     return [{**base, "split": split, "accuracy": float("nan"),

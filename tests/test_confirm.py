@@ -58,7 +58,8 @@ def test_confirm_adds_child_runs_under_the_same_parent(confirmed):
     (parent,) = client.search_runs([experiment], "tags.lpft_role = 'study'")
     assert parent.info.status == "FINISHED"
     children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
-    assert sorted(c.data.tags["trial_id"] for c in children) == sorted(read_table(results / "conf")["trial_id"].unique())
+    trials = read_table(results / "conf")["trial_id"].unique()
+    assert sorted(c.data.tags["trial_id"] for c in children) == sorted(trials)
     assert all(c.info.status == "FINISHED" for c in children)
     assert parent.data.metrics["id_val.ft.id_test"] == pytest.approx(
         json.loads((results / "conf" / "report" / "summary.json").read_text())["selection"]["id_val"]["ft"]["id_test"][

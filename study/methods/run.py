@@ -17,7 +17,8 @@ from study.models import create_backbone
 
 
 def run_method(method: str, hparams: dict, *, data: Benchmark, features_file: str | os.PathLike, backbone: str,
-               seed: int, lp_grid: tuple[str, Sequence[float]] = ("l2", ()), head: tuple[str, Sequence[float]] = ("l2", ()),
+               seed: int, lp_grid: tuple[str, Sequence[float]] = ("l2", ()),
+               head: tuple[str, Sequence[float]] = ("l2", ()),
                cache_dir=None, weights=None, device="cpu", resume: dict | None = None, num_workers: int = 0,
                wise_alphas: Sequence[float] = (), precision: str = "fp32", schedule: str = "epoch",
                transforms: str = "paper") -> Iterator[EpochResult]:

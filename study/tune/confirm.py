@@ -22,7 +22,7 @@ from study.preflight import check_machine
 from study.results import CONFIRM, read_table
 from study.tracking import split_inputs
 from study.tune.runner import (CONFIG_FILE, absolute, build_tuner, experiment_exists, fit, parent_tracker, reopen,
-                               restore_tuner)
+                               restore_tuner, study_callbacks)
 
 PLAN = "confirm-{}.json"
 
@@ -52,7 +52,6 @@ def plan(table: pd.DataFrame, count: int) -> dict:
 def confirm_study(study_dir: Path, count: int, *, progress: bool = True) -> tuple[dict, str, StudyConfig]:
     """Run (or continue) ``study confirm``; returns the report with every seed, and the study's configuration."""
     from study.config import load_config
-    from study.tune.callbacks import MlflowTrialsCallback, ProgressCallback, ResultsTableCallback
 
     study_dir = Path(study_dir)
     study = absolute(load_config(study_dir / CONFIG_FILE))
@@ -66,10 +65,8 @@ def confirm_study(study_dir: Path, count: int, *, progress: bool = True) -> tupl
     if experiment_exists(study, name):
         make = partial(restore_tuner, study, prepared, name)
     else:
-        callbacks = [ResultsTableCallback(study.study_dir, study.name, study.seeds, stage=CONFIRM),
-                     MlflowTrialsCallback(tracker, study.seeds, {m: study.searched(m) for m in study.methods},
-                                          split_inputs(benchmark)),
-                     ProgressCallback(len(trials["points"]), study.seeds, progress)]
+        callbacks = study_callbacks(study, tracker, split_inputs(benchmark), len(trials["points"]), progress,
+                                    CONFIRM)
         make = partial(build_tuner, study, prepared, callbacks, trials["points"], name)
     report, text = fit(study, tracker, make, len(trials["points"]),
                        f"study confirm {study.study_dir} --seeds {count}")

@@ -23,7 +23,7 @@ from study.data import Benchmark, create_benchmark
 from study.methods.catalog import METHODS as CATALOG
 from study.models.pretrained import require_weights
 from study.preflight import PreflightError, check_gpus, check_machine, tracking_problem
-from study.results import read_table, read_trial_outcome, read_wise_table, table_dir
+from study.results import SEARCH, read_table, read_trial_outcome, read_wise_table, table_dir
 from study.tracking import StudyTracker, flatten, split_inputs, system_metrics, tracking_uri
 from study.tune.prepare import Prepared, prepare
 from study.tune.spaces import SEARCH_METRIC, SEARCH_MODE, build_search, trial_count
@@ -171,8 +171,6 @@ def _scheduler(study: StudyConfig):
 
 def run_study(study: StudyConfig, *, progress: bool = True) -> tuple[dict, str]:
     """Run ``study`` to the end; returns the report (JSON object and Markdown). Finished work is never lost."""
-    from study.tune.callbacks import MlflowTrialsCallback, ProgressCallback, ResultsTableCallback
-
     study = absolute(study)
     check_machine(study)
     _refuse_existing(study)
@@ -191,12 +189,21 @@ def run_study(study: StudyConfig, *, progress: bool = True) -> tuple[dict, str]:
     inputs = split_inputs(benchmark)
     tracker.start_parent(flatten(resolved), {"study": study.name, **{f"fingerprint.{k}": v for k, v in
                                                                     prepared.fingerprints.items()}}, inputs)
-    callbacks = [ResultsTableCallback(study.study_dir, study.name, study.seeds),
-                 MlflowTrialsCallback(tracker, study.seeds, {method: study.searched(method) for method in study.methods},
-                                      inputs),
-                 ProgressCallback(trial_count(study), study.seeds, progress)]
+    callbacks = study_callbacks(study, tracker, inputs, trial_count(study), progress)
     return fit(study, tracker, lambda: build_tuner(study, prepared, callbacks), trial_count(study),
                f"study resume {study.study_dir}")
+
+
+def study_callbacks(study: StudyConfig, tracker: StudyTracker, inputs: list, total: int, progress: bool,
+                    stage: str = SEARCH) -> list:
+    """What the driver does with every trial's reports: the results table (rows of ``stage``), the MLflow child
+    runs (with the study's dataset ``inputs``), a progress bar over ``total`` trials."""
+    from study.tune.callbacks import MlflowTrialsCallback, ProgressCallback, ResultsTableCallback
+
+    return [ResultsTableCallback(study.study_dir, study.name, study.seeds, stage),
+            MlflowTrialsCallback(tracker, study.seeds, {method: study.searched(method) for method in study.methods},
+                                 inputs),
+            ProgressCallback(total, study.seeds, progress)]
 
 
 def resume_study(study_dir: Path, *, progress: bool = True) -> tuple[dict, str, StudyConfig]:
