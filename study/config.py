@@ -29,6 +29,7 @@ SCHEDULERS = ("fifo", "asha")
 DISTRIBUTIONS = ("loguniform", "uniform", "choice")
 PRECISIONS = ("fp32", "bf16")
 SCHEDULES = ("epoch", "step")  # the cosine schedule stepped once per epoch (the official code's) or per batch
+OPTIMIZERS = ("sgd", "adamw")  # the FT-like methods': SGD with momentum (Kumar et al.), AdamW (Tomihari & Sato)
 TRANSFORMS = ("paper", "backbone")  # the paper's inputs for its benchmarks (study.data.protocol), or the backbone's
 
 _POSITIVE = {"lr", "epochs", "batch_size", "l2", "C", "rank", "scale"}
@@ -120,6 +121,7 @@ class StudyConfig:
     wise_alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     precision: str = "fp32"  # FT-like training: fp32, or bf16 autocast (for GPUs)
     schedule: str = "epoch"
+    optimizer: str = "sgd"
     transforms: str = "paper"
     search: SearchConfig = SearchConfig()
     resources: ResourcesConfig = ResourcesConfig()
@@ -247,7 +249,8 @@ def parse_config(raw: dict) -> StudyConfig:
     head_kind, head_values = _parse_head_strength(raw, methods, check)
     wise_alphas = _parse_wise_alphas(raw.get("wise_alphas", list(default("wise_alphas"))), check)
     choices = {key: check.choice(raw, key, default(key), options, "")
-               for key, options in (("precision", PRECISIONS), ("schedule", SCHEDULES), ("transforms", TRANSFORMS))}
+               for key, options in (("precision", PRECISIONS), ("schedule", SCHEDULES), ("optimizer", OPTIMIZERS),
+                                    ("transforms", TRANSFORMS))}
     resources = _parse_resources(raw.get("resources") or {}, check)
     _check_batches_split(methods, resources.workers_per_trial, check)
     _check_grace(search, methods, check)

@@ -59,6 +59,25 @@ class Benchmark:
         return [name for name in self.splits if name != TRAIN]
 
 
+class Sentences(Dataset):
+    """Sentences held in memory with their labels; ``transform`` (the backbone's tokenizer) turns a batch of them
+    into the model's input tensor, a whole batch at a time."""
+
+    def __init__(self, texts: list[str], labels: torch.Tensor, transform: Callable | None = None):
+        self.texts, self.labels, self.transform = texts, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        texts, labels = self.__getitems__([index])
+        return texts[0], labels[0]
+
+    def __getitems__(self, indices: list[int]):
+        texts = [self.texts[i] for i in indices]
+        return (self.transform(texts) if self.transform else texts), self.labels[torch.as_tensor(indices)]
+
+
 class TensorImages(Dataset):
     """Images held in memory as one tensor [N, C, H, W] (uint8 images, or the toy's float vectors [N, D]); batches
     are sliced and transformed whole."""

@@ -23,7 +23,7 @@ from study.methods.wise import snapshot, wise_curve
 def fine_tune(model: nn.Module, data: Pipeline, *, lr: float, epochs: int, batch_size: int, momentum: float,
               weight_decay: float, seed: int = 0, freeze_bn: bool = False, resume: dict | None = None,
               extras: dict | None = None, scoring: Scoring = Scoring(), precision: str = "fp32",
-              schedule: str = "epoch") -> Iterator[EpochResult]:
+              schedule: str = "epoch", optimizer: str = "sgd") -> Iterator[EpochResult]:
     """Fine-tune ``model`` (its head already set) for ``epochs`` epochs on ``data`` (its device, its workers),
     yielding one result per epoch.
 
@@ -36,6 +36,8 @@ def fine_tune(model: nn.Module, data: Pipeline, *, lr: float, epochs: int, batch
     ``precision="bf16"`` trains under bfloat16 autocast (evaluation stays in float32, so metrics are comparable).
     ``schedule``: the cosine learning-rate schedule stepped once per epoch over ``epochs`` (the official code's
     ``CosineAnnealingLR(T_max=epochs)``: epoch 1 at ``lr``), or per batch (``"step"``) over every step.
+    ``optimizer``: SGD with ``momentum`` (Kumar et al.'s), or AdamW (``"adamw"``: Tomihari & Sato's, for language
+    models; ``momentum`` unused), both with ``weight_decay``.
     """
     extras = dict(extras or {})
     rank, world = rank_and_world()
@@ -51,7 +53,8 @@ def fine_tune(model: nn.Module, data: Pipeline, *, lr: float, epochs: int, batch
     start_weights = snapshot(model) if scoring.wise_alphas else None  # before a resume overwrites them
     scored_ends = {}  # WiSE-FT's alpha 0 is the start and alpha 1 the final model: their scores are reused
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    optimizer = torch.optim.SGD(trainable, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    optimizer = (torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay) if optimizer == "adamw" else
+                 torch.optim.SGD(trainable, lr=lr, momentum=momentum, weight_decay=weight_decay))
     per_step = schedule == "step"
     cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer,
                                                         T_max=epochs * steps_per_epoch if per_step else epochs)

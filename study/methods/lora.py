@@ -48,7 +48,10 @@ class LoRA(nn.Module):
 
 def add_lora(model: nn.Module, *, rank: int, scale: float) -> list[str]:
     """Freeze ``model`` but its classifier, and wrap every linear and (ungrouped) convolution layer of the encoder
-    in ``LoRA``; returns the names of the wrapped layers. Batch-norm statistics are left to the caller."""
+    in ``LoRA``; returns the names of the wrapped layers. Batch-norm statistics are left to the caller. A model
+    that says how it takes LoRA (``adapt_with_lora``: the text backbone, through peft) is adapted its own way."""
+    if hasattr(model, "adapt_with_lora"):
+        return model.adapt_with_lora(rank=rank, scale=scale)
     head = model.get_classifier()
     for parameter in model.parameters():
         parameter.requires_grad_(False)

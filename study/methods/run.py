@@ -21,7 +21,7 @@ def run_method(method: str, hparams: dict, *, data: Benchmark, features_file: st
                head: tuple[str, Sequence[float]] = ("l2", ()),
                cache_dir=None, weights=None, device="cpu", resume: dict | None = None, num_workers: int = 0,
                wise_alphas: Sequence[float] = (), precision: str = "fp32", schedule: str = "epoch",
-               transforms: str = "paper") -> Iterator[EpochResult]:
+               optimizer: str = "sgd", transforms: str = "paper") -> Iterator[EpochResult]:
     """Yield ``method``'s per-epoch results for one hyper-parameter setting and seed, on ``device``.
 
     ``data`` is the study's benchmark and ``features_file`` the pretrained encoder's features of it (LP's inputs,
@@ -30,7 +30,7 @@ def run_method(method: str, hparams: dict, *, data: Benchmark, features_file: st
     LP stage of LP-FT and LP-LoRA; both ("l2", values) or ("C", values). For a method that trains the encoder,
     the seed fixes the new head's initialisation and the order of the training data, ``num_workers`` is the
     DataLoader's processes, ``transforms`` the paper's inputs for its benchmarks or the backbone's
-    (``study.data.protocol``); ``wise_alphas``, ``precision`` and ``schedule``: see ``fine_tune``.
+    (``study.data.protocol``); ``wise_alphas``, ``precision``, ``schedule`` and ``optimizer``: see ``fine_tune``.
     """
     entry = get_method(method)
     features = load_features(features_file)
@@ -43,6 +43,6 @@ def run_method(method: str, hparams: dict, *, data: Benchmark, features_file: st
         pipeline = Pipeline(data, device=device, normalize=inputs.normalize, train_normalize=inputs.train_normalize,
                             num_workers=num_workers, shard=rank_and_world())
         setup = replace(setup, model=encoder.model, pipeline=pipeline, training=dict(
-            seed=seed, resume=resume, precision=precision, schedule=schedule,
+            seed=seed, resume=resume, precision=precision, schedule=schedule, optimizer=optimizer,
             scoring=Scoring(reference=features, wise_alphas=wise_alphas)))
     yield from entry.run(setup, **hparams)

@@ -2,13 +2,28 @@
 from __future__ import annotations
 
 import inspect
+from typing import Callable
 
 from study.models.backbone import Backbone
 from study.registry import Registry
 
 BACKBONES: Registry[Backbone] = Registry("backbone")
-register_backbone = BACKBONES.register
 list_backbones = BACKBONES.names
+_CHECKS: dict[str, Callable] = {}
+
+
+def register_backbone(name: str, *, check: Callable | None = None):
+    """``@register_backbone("name")`` on a factory; ``check(cache_dir=...)``, if given, is what the driver verifies
+    before any work (installed packages, files), without building the model."""
+    if check is not None:
+        _CHECKS[name] = check
+    return BACKBONES.register(name)
+
+
+def check_backbone(name: str, cache_dir=None) -> None:
+    """Run backbone ``name``'s own check, if it has one: a missing or damaged input fails in one line, here."""
+    if name in _CHECKS:
+        _CHECKS[name](cache_dir=cache_dir)
 
 
 def create_backbone(name: str, *, num_classes: int, cache_dir=None, progress: bool = False, weights=None) -> Backbone:

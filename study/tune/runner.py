@@ -21,6 +21,7 @@ from study.cache import cache_root
 from study.config import StudyConfig
 from study.data import Benchmark, create_benchmark
 from study.methods.catalog import METHODS as CATALOG
+from study.models import check_backbone
 from study.models.pretrained import require_weights
 from study.preflight import PreflightError, check_gpus, check_machine, tracking_problem
 from study.results import SEARCH, read_table, read_trial_outcome, read_wise_table, table_dir
@@ -52,6 +53,7 @@ def check_inputs(study: StudyConfig) -> Benchmark:
     file stop the study before Ray starts or anything is written. The backbone itself is only read by the
     extraction task (``study.tune.prepare``)."""
     benchmark = create_benchmark(study.benchmark, cache_dir=study.cache_dir, data_root=study.data_root)
+    check_backbone(study.backbone, cache_dir=study.cache_dir)
     if study.backbone_weights is not None:
         require_weights(study.backbone, study.backbone_weights)
     return benchmark

@@ -75,6 +75,7 @@ def report_epochs(spec: TrialSpec, study: StudyConfig, data: Benchmark, features
                          cache_dir=study.cache_dir, weights=study.backbone_weights, device=device, resume=resume,
                          num_workers=default_workers(data, threads) if workers < 0 else workers,
                          wise_alphas=study.wise_alphas, precision=study.precision, schedule=study.schedule,
+                         optimizer=study.optimizer,
                          transforms=study.transforms)
     try:
         for result in results:

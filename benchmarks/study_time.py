@@ -1,11 +1,13 @@
-"""Wall time and peak memory of the quickstart study, cold (empty cache) and warm (cache filled by the cold run).
+"""Wall time and peak memory of a study (the quickstart unless --config), cold (empty cache) and warm (the cache
+the cold run filled).
 
-    python benchmarks/quickstart_time.py                 # both runs, in a temporary folder
-    python benchmarks/quickstart_time.py --warm-only     # reuse the user's cache (~/.cache/lpft-study)
+    python benchmarks/study_time.py                                          # the quickstart, both runs
+    python benchmarks/study_time.py --warm-only                              # reuse ~/.cache/lpft-study
+    python benchmarks/study_time.py --config search_spaces/text.yaml         # the text track
 
-Runs `study run search_spaces/quickstart.yaml` exactly as a user does, in a subprocess, and samples the summed
-resident memory of its whole process tree (driver, Ray's GCS and raylet, trial workers) every half second.
-Goals on 2 cores: cold <= 10 min, warm <= 5 min.
+Runs `study run CONFIG` exactly as a user does, in a subprocess, and samples the summed resident memory of its
+whole process tree (driver, Ray's GCS and raylet, trial workers) every half second. Goals on 2 cores: the
+quickstart cold <= 10 min and warm <= 5 min; the text study warm <= 10 min and <= 6 GiB.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "search_spaces" / "quickstart.yaml"
+QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
 
 
 def tree_rss(process: psutil.Process) -> int:
@@ -34,8 +36,8 @@ def tree_rss(process: psutil.Process) -> int:
     return total
 
 
-def timed_study(name: str, results: Path, cache: Path | None, extra: list[str]) -> tuple[float, int]:
-    command = [sys.executable, "-m", "study.cli", "run", str(CONFIG), "--name", name, "--results-dir", str(results),
+def timed_study(config: Path, name: str, results: Path, cache: Path | None, extra: list[str]) -> tuple[float, int]:
+    command = [sys.executable, "-m", "study.cli", "run", str(config), "--name", name, "--results-dir", str(results),
                "--no-progress", *extra]
     if cache is not None:
         command += ["--cache-dir", str(cache)]
@@ -55,6 +57,7 @@ def timed_study(name: str, results: Path, cache: Path | None, extra: list[str]) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, default=QUICKSTART, help="the study YAML (default: the quickstart)")
     parser.add_argument("--warm-only", action="store_true", help="skip the cold run; use the default cache")
     parser.add_argument("--set", action="append", default=[], help="passed on to `study run --set`")
     args = parser.parse_args()
@@ -64,8 +67,8 @@ def main() -> None:
         results, cache = Path(folder) / "results", (None if args.warm_only else Path(folder) / "cache")
         figures = []
         if not args.warm_only:
-            figures.append(("cold", *timed_study("cold", results, cache, extra)))
-        figures.append(("warm", *timed_study("warm", results, cache, extra)))
+            figures.append(("cold", *timed_study(args.config, "cold", results, cache, extra)))
+        figures.append(("warm", *timed_study(args.config, "warm", results, cache, extra)))
     print("| caches | wall time | peak memory (process tree RSS) |\n|---|---|---|")
     for label, seconds, peak in figures:
         print(f"| {label} | {seconds / 60:.1f} min ({seconds:.0f} s) | {peak / 2**30:.2f} GiB |")

