@@ -264,6 +264,7 @@ def parse_config(raw: dict) -> StudyConfig:
         problems.append("max_failures: must be 0 or more (retries of a failed trial from its last checkpoint)")
     texts = {key: check.typed(raw, key, str, default(key))
              for key in ("storage", "data_root", "backbone_weights", "cache_dir", "tracking_uri")}
+    _check_pairing(benchmark, backbone, check)
     if texts["backbone_weights"] is not None and backbone in _backbone_names():
         _check_takes_weights(backbone, check)
     results_dir = Path(check.typed(raw, "results_dir", str, str(default("results_dir"))))
@@ -287,6 +288,20 @@ def _backbone_names() -> list[str]:
     from study.models import list_backbones
 
     return list_backbones()
+
+
+def _check_pairing(benchmark: str, backbone: str, check: "_Checker") -> None:
+    """A text benchmark needs a backbone that reads text, and an image benchmark one that reads images."""
+    from study.data.registry import holds_text
+    from study.models.registry import reads_text
+
+    if benchmark not in _benchmark_names() or backbone not in _backbone_names():
+        return
+    if holds_text(benchmark) != reads_text(backbone):
+        kinds = {True: "sentences", False: "images (or vectors)"}
+        check.problems.append(f"backbone: {backbone} reads {kinds[reads_text(backbone)]} but benchmark {benchmark} "
+                              f"holds {kinds[holds_text(benchmark)]}; pair vader-sentiment with minilm-l6, and the "
+                              "other benchmarks with the other backbones")
 
 
 def _check_takes_weights(backbone: str, check: "_Checker") -> None:

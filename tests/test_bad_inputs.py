@@ -97,6 +97,9 @@ MACHINE_CASES = [
     ("storage is a file", ["run", SMOKE, "--set", "storage={tmp}/a-file"], "storage"),
     ("data root is a file", ["run", SMOKE, "--data-root", "{tmp}/a-file"], "data_root"),
     ("resume a folder that is no study", ["resume", "{tmp}"], "config.yaml"),
+    ("confirm a folder that is no study", ["confirm", "{tmp}", "--seeds", "2"], "config.yaml"),
+    ("a text benchmark for an image backbone", ["run", SMOKE, "--set", "benchmark=vader-sentiment"],
+     "backbone: glyphnet reads images"),
     ("report a folder with no table", ["report", "{tmp}"], "results.parquet"),
     ("report a missing folder", ["report", "{tmp}/nope"], "nope"),
 ]

@@ -171,8 +171,16 @@ def test_report_analysis_comes_from_the_table(smoke_study):
             chosen = report["chosen"]["id_val"][method]
             rows = table[table["trial_id"].isin(chosen["trial_ids"]) & (table["epoch"] == chosen["epoch"])]
             assert values["id_test"]["mean"] == pytest.approx(rows[rows["split"] == "id_test"][metric].mean())
+    for method, norms in report["head_norm"].items():
+        chosen = report["chosen"]["id_val"][method]
+        rows = table[table["trial_id"].isin(chosen["trial_ids"]) & (table["split"] == "id_val")]
+        assert norms["selected"]["mean"] == pytest.approx(rows[rows["epoch"] == chosen["epoch"]]["head_norm"].mean())
+    lp = report["head_norm"]["lp"]["selected"]["mean"]
+    assert report["head_norm"]["lpft"]["start"]["mean"] == pytest.approx(lp), "LP-FT starts from LP's head"
+    assert "start" not in report["head_norm"]["lp"] and report["head_norm"]["ft"]["start"]["mean"] < lp
     text = (results / "smoke" / "report" / "report.md").read_text()
     assert "## Feature change from the pretrained encoder" in text and "| LP | 0 (frozen)" in text
+    assert "## Linear-head norm" in text
 
 
 def test_report_figures_are_drawn_from_the_table(smoke_study):

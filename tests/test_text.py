@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from helpers import ROOT, run_study_cli
 from study.data import create_benchmark
+from study.results import read_table
 import study.data.sentiment as sentiment_module
 from study.data.sentiment import SentimentRecipe, lexicon_file, read_lexicon, split_vocabulary, vocabulary
 from study.methods import add_lora
@@ -116,14 +117,20 @@ def test_a_damaged_model_zip_and_a_mismatched_tokenizer_are_one_line(tmp_path, m
     shutil.rmtree(folder)
 
 
-def test_a_text_study_runs_every_method_through_ray_and_mlflow(tmp_path, cache_dir):
-    overrides = ["--set", "seeds=[0]", "--set", "methods.ft.epochs=1", "--set", "methods.lpft.epochs=1",
-                 "--set", "methods.lora.epochs=1", "--set", "methods.lplora.epochs=1", "--set", "wise_alphas=[0, 1]"]
-    report = run_study_cli("text.yaml", tmp_path, "--name", "text-small", *overrides, timeout=900)
-    assert set(report["selection"]["id_val"]) == {"lp", "ft", "lpft", "lora", "lplora"}
-    assert set(report["analysis"]["feature_change"]) == {"ft", "lpft", "lora", "lplora"}
-    assert set(report["analysis"]["ece_ts"]) == {"lp", "ft", "lpft", "lora", "lplora"}
-    assert set(report["wise"]) == {"ft", "lpft", "lora", "lplora"}
+def test_a_small_text_study_runs_through_ray_and_mlflow(tmp_path, cache_dir):
+    """LP and LP-LoRA (its LP stage, peft's adapters, the fine-tuning loop) for one epoch of one seed."""
+    methods = "methods={lp: {l2: [0.001, 0.01]}, lplora: {lr: 0.0005, epochs: 1, batch_size: 32, rank: 8, scale: 2.0}}"
+    report = run_study_cli("text.yaml", tmp_path, "--name", "text-small", "--set", "seeds=[0]", "--set", methods,
+                           "--set", "wise_alphas=[0, 1]", timeout=900)
+    assert set(report["selection"]["id_val"]) == {"lp", "lplora"} and report["trials"]["finished"] == 3
+    assert set(report["analysis"]["feature_change"]) == {"lplora"} and set(report["analysis"]["ece_ts"]) == {
+        "lp", "lplora"}
+    assert set(report["wise"]) == {"lplora"}
+    table = read_table(tmp_path / "text-small")
+    start = table[(table["method"] == "lplora") & (table["epoch"] == 0) & (table["split"] == "id_val")].iloc[0]
+    probe = table[(table["method"] == "lp") & (table["l2"] == start["lp_l2"]) & (table["split"] == "id_val")].iloc[0]
+    assert start["head_norm"] == pytest.approx(probe["head_norm"]), "LP-LoRA starts from LP's head"
+    assert start["accuracy"] == pytest.approx(probe["accuracy"])
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("text-small").experiment_id])
     assert len(runs) == 1 + report["trials"]["total"]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from study.analysis.selection import OOD_AVG, RULES, Selection, headline, metric_of, ood_splits, select, wise_of
+from study.analysis.selection import (OOD_AVG, RULES, Selection, head_norm_of, headline, metric_of, ood_splits,
+                                      select, wise_of)
 from study.config import short
 from study.methods.catalog import METHODS, label
 from study.results import hparam_columns, read_wise_table
@@ -75,6 +76,8 @@ def summary(table: pd.DataFrame, wise: pd.DataFrame | None = None) -> dict:
         "analysis": {metric: {method: values for method, s in chosen["id_val"].items()
                               if (values := metric_of(s, table, metric)) is not None}
                      for metric, _, _ in ANALYSIS},
+        "head_norm": {method: norms for method, s in chosen["id_val"].items()
+                      if (norms := head_norm_of(s, table)) is not None},
         "wise": {method: [{"alpha": alpha, **splits} for alpha, splits in curve.items()]
                  for method, curve in curves.items()},
     }
@@ -103,7 +106,7 @@ def markdown(table: pd.DataFrame, report: dict) -> str:
             lines.append(f"| {label(method)} | " + " | ".join(["—"] * len(columns)) +
                          f" | 0 | none: {why} |")
         lines.append("")
-    lines += _analysis_tables(report, columns) + _wise_table(report, measure)
+    lines += _analysis_tables(report, columns) + _head_norm_table(report) + _wise_table(report, measure)
     return "\n".join(lines)
 
 
@@ -150,6 +153,21 @@ def _analysis_tables(report: dict, columns: list[str]) -> list[str]:
             lines.append(f"| {label(method)} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
+
+
+def _head_norm_table(report: dict) -> list[str]:
+    """Tomihari & Sato's measure: the linear head's norm where fine-tuning starts and at the selected epoch (LP: its
+    probe, an epoch-1 model; LP-FT and LP-LoRA start from LP's head, FT and LoRA from a new one)."""
+    norms = report.get("head_norm") or {}
+    if not norms:
+        return []
+    lines = ["## Linear-head norm (Frobenius), selected by ID validation", "",
+             "| method | at the start (epoch 0) | at the selected epoch |", "|---|---|---|"]
+    for method, values in norms.items():
+        cells = [f"{values[k]['mean']:.2f} ± {values[k]['std']:.2f}" if k in values else "—"
+                 for k in ("start", "selected")]
+        lines.append(f"| {label(method)} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _searched(table: pd.DataFrame, method: str) -> set[str]:

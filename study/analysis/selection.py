@@ -110,6 +110,21 @@ def metric_of(selection: Selection, table: pd.DataFrame, metric: str) -> dict[st
     return _summary(wide, table)
 
 
+def head_norm_of(selection: Selection, table: pd.DataFrame) -> dict[str, dict[str, float]] | None:
+    """The norm of a selection's linear head at its trials' start (epoch 0; for LP-FT, the LP head it starts from)
+    and at its selected epoch, as mean, std and n over seeds; None where the table has no head norms."""
+    if "head_norm" not in table.columns:
+        return None
+    rows = table[table["trial_id"].isin(selection.trial_ids) & (table["split"] == "id_val")]
+    out = {}
+    for name, epoch in (("start", 0), ("selected", selection.epoch)):
+        values = rows[rows["epoch"] == epoch]["head_norm"].dropna()
+        if len(values):
+            out[name] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                         "n": int(values.count())}
+    return out or None
+
+
 def wise_of(selection: Selection, wise: pd.DataFrame, table: pd.DataFrame) -> dict[float, dict] | None:
     """The WiSE-FT curve of a selection's configuration (interpolating to its trials' final weights): per alpha,
     the headline metric summarised like the selection's own; None where its trials scored no WiSE-FT."""

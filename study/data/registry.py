@@ -5,8 +5,20 @@ from study.data.benchmark import Benchmark
 from study.registry import Registry
 
 BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
-register_benchmark = BENCHMARKS.register
 list_benchmarks = BENCHMARKS.names
+_HOLDS_TEXT: set[str] = set()
+
+
+def register_benchmark(name: str, *, holds_text: bool = False):
+    """``@register_benchmark("name")`` on a factory; ``holds_text``: its splits are sentences (``Sentences``), for a
+    backbone that reads text, not images or vectors."""
+    if holds_text:
+        _HOLDS_TEXT.add(name)
+    return BENCHMARKS.register(name)
+
+
+def holds_text(name: str) -> bool:
+    return name in _HOLDS_TEXT
 
 
 def create_benchmark(name: str, *, transform=None, cache_dir=None, data_root=None) -> Benchmark:

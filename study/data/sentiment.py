@@ -148,7 +148,7 @@ def generate(recipe: SentimentRecipe, rows) -> dict[str, dict]:
     return splits
 
 
-@register_benchmark("vader-sentiment")
+@register_benchmark("vader-sentiment", holds_text=True)
 def vader_sentiment(*, cache_dir=None, **recipe_options) -> Benchmark:
     """Sentiment of template sentences, ID review register with seen words → unseen words, and chat register."""
     recipe = SentimentRecipe(**recipe_options)

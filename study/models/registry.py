@@ -10,14 +10,22 @@ from study.registry import Registry
 BACKBONES: Registry[Backbone] = Registry("backbone")
 list_backbones = BACKBONES.names
 _CHECKS: dict[str, Callable] = {}
+_READS_TEXT: set[str] = set()
 
 
-def register_backbone(name: str, *, check: Callable | None = None):
+def register_backbone(name: str, *, check: Callable | None = None, reads_text: bool = False):
     """``@register_backbone("name")`` on a factory; ``check(cache_dir=...)``, if given, is what the driver verifies
-    before any work (installed packages, files), without building the model."""
+    before any work (installed packages, files), without building the model; ``reads_text``: its inputs are
+    sentences (its transform tokenizes them), not images or vectors."""
     if check is not None:
         _CHECKS[name] = check
+    if reads_text:
+        _READS_TEXT.add(name)
     return BACKBONES.register(name)
+
+
+def reads_text(name: str) -> bool:
+    return name in _READS_TEXT
 
 
 def check_backbone(name: str, cache_dir=None) -> None:

@@ -167,7 +167,7 @@ def check_minilm(cache_dir=None) -> Path:
     return folder
 
 
-@register_backbone("minilm-l6", check=check_minilm)
+@register_backbone("minilm-l6", check=check_minilm, reads_text=True)
 def minilm_l6(*, num_classes: int, cache_dir=None, progress: bool = False) -> Backbone:
     """all-MiniLM-L6-v2 from its PyPI package, mean-pooled, with a fresh linear head."""
     require_text_extra()
