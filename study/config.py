@@ -132,7 +132,7 @@ class StudyConfig:
     backbone_weights: str | None = None
     cache_dir: Path | None = None
     tracking_uri: str | None = None
-    system_metrics: bool = False  # MLflow's system metrics (CPU, memory, GPU) on the parent run and every trial's
+    system_metrics: bool = False  # MLflow's system metrics (CPU, memory, GPU) on the parent run and trial runs
 
     @property
     def study_dir(self) -> Path:

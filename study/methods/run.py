@@ -22,7 +22,8 @@ def run_method(method: str, hparams: dict, *, data: Benchmark, features_file: st
                cache_dir=None, weights=None, device="cpu", resume: dict | None = None, num_workers: int = 0,
                wise_alphas: Sequence[float] = (), precision: str = "fp32", schedule: str = "epoch",
                optimizer: str = "sgd", transforms: str = "paper") -> Iterator[EpochResult]:
-    """Yield ``method``'s per-epoch results for one hyper-parameter setting and seed, on ``device``.
+    """Yield ``method``'s per-epoch results for one hyper-parameter setting and seed, on ``device``; a
+    hyper-parameter ``hparams`` leaves out takes its default (``study.methods.catalog``).
 
     ``data`` is the study's benchmark and ``features_file`` the pretrained encoder's features of it (LP's inputs,
     LP-FT's LP stage, and what the feature change of the methods that train the encoder is measured from),
@@ -45,4 +46,4 @@ def run_method(method: str, hparams: dict, *, data: Benchmark, features_file: st
         setup = replace(setup, model=encoder.model, pipeline=pipeline, training=dict(
             seed=seed, resume=resume, precision=precision, schedule=schedule, optimizer=optimizer,
             scoring=Scoring(reference=features, wise_alphas=wise_alphas)))
-    yield from entry.run(setup, **hparams)
+    yield from entry.run(setup, **{**entry.defaults(), **hparams})
