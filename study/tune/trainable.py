@@ -25,7 +25,6 @@ from study.data.pipeline import default_workers
 from study.methods import Diverged
 from study.methods.metrics import search_score
 from study.methods.run import run_method
-from study.tracking import StudyTracker, system_metrics
 from study.tune.prepare import Prepared, device_of
 from study.tune.spaces import SEARCH_METRIC, TrialSpec
 
@@ -136,6 +135,8 @@ def _system_metrics(study: StudyConfig, trial_id: str, node: str | None = None):
     (created by the driver's callback before the trial starts); a store this node cannot reach only warns."""
     if not study.system_metrics:
         return contextlib.nullcontext()
+    from study.tracking import StudyTracker, system_metrics  # MLflow, imported in a trial only when asked for
+
     try:
         tracker = StudyTracker.for_study(study)
         tracker.parent_id = tracker.existing_parent()
