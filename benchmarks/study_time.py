@@ -26,22 +26,22 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
 
 
-def tree_memory(process: psutil.Process) -> tuple[int, int]:
-    """(RSS, PSS) summed over the process tree. RSS counts every shared page (torch's libraries, Ray's plasma
-    store) once per process that maps it; PSS divides each shared page among its processes: their sum is the
-    memory the tree takes."""
-    rss = pss = 0
+def tree_memory(process: psutil.Process, pss: bool) -> tuple[int, int]:
+    """(RSS, PSS) summed over the process tree (PSS 0 unless ``pss``). RSS counts every shared page (torch's
+    libraries, Ray's plasma store) once per process that maps it; PSS divides each shared page among its processes:
+    their sum is the memory the tree takes. Reading PSS (every process's smaps) costs CPU the study then lacks."""
+    rss = shared = 0
     for member in [process, *process.children(recursive=True)]:
         try:
-            info = member.memory_full_info()
+            info = member.memory_full_info() if pss else member.memory_info()
         except psutil.Error:
             continue
-        rss, pss = rss + info.rss, pss + getattr(info, "pss", info.rss)
-    return rss, pss
+        rss, shared = rss + info.rss, shared + getattr(info, "pss", 0)
+    return rss, shared
 
 
-def timed_study(config: Path, name: str, results: Path, cache: Path | None,
-                extra: list[str]) -> tuple[float, int, int]:
+def timed_study(config: Path, name: str, results: Path, cache: Path | None, extra: list[str],
+                pss: bool) -> tuple[float, int, int]:
     command = [sys.executable, "-m", "study.cli", "run", str(config), "--name", name, "--results-dir", str(results),
                "--no-progress", *extra]
     if cache is not None:
@@ -50,8 +50,8 @@ def timed_study(config: Path, name: str, results: Path, cache: Path | None,
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as child:
         watched = psutil.Process(child.pid)
         while child.poll() is None:
-            rss, pss = tree_memory(watched)
-            peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
+            rss, shared = tree_memory(watched, pss)
+            peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, shared)
             time.sleep(0.5)
         table = child.stdout.read()
     elapsed = time.perf_counter() - start
@@ -65,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, default=QUICKSTART, help="the study YAML (default: the quickstart)")
     parser.add_argument("--warm-only", action="store_true", help="skip the cold run; use the default cache")
+    parser.add_argument("--pss", action="store_true", help="also sum PSS (slows the study: it reads every smaps)")
     parser.add_argument("--set", action="append", default=[], help="passed on to `study run --set`")
     args = parser.parse_args()
     extra = [item for value in args.set for item in ("--set", value)]
@@ -73,11 +74,12 @@ def main() -> None:
         results, cache = Path(folder) / "results", (None if args.warm_only else Path(folder) / "cache")
         figures = []
         if not args.warm_only:
-            figures.append(("cold", *timed_study(args.config, "cold", results, cache, extra)))
-        figures.append(("warm", *timed_study(args.config, "warm", results, cache, extra)))
+            figures.append(("cold", *timed_study(args.config, "cold", results, cache, extra, args.pss)))
+        figures.append(("warm", *timed_study(args.config, "warm", results, cache, extra, args.pss)))
     print("| caches | wall time | peak memory: process tree RSS | process tree PSS |\n|---|---|---|---|")
     for label, seconds, rss, pss in figures:
-        print(f"| {label} | {seconds / 60:.1f} min ({seconds:.0f} s) | {rss / 2**30:.2f} GiB | {pss / 2**30:.2f} GiB |")
+        shared = f"{pss / 2**30:.2f} GiB" if args.pss else "not measured (--pss)"
+        print(f"| {label} | {seconds / 60:.1f} min ({seconds:.0f} s) | {rss / 2**30:.2f} GiB | {shared} |")
 
 
 if __name__ == "__main__":
