@@ -48,7 +48,7 @@ class TextModelError(WeightsError):
 
 
 def require_text_extra() -> None:
-    """``transformers`` and ``peft``, which only the text track needs, are importable."""
+    """``transformers``, ``tokenizers`` and ``peft``, which only the text track needs, are importable."""
     for module in EXTRA:
         if importlib.util.find_spec(module) is None:
             raise TextModelError(f"the minilm-l6 backbone needs {module}, which is not installed; install the text "
