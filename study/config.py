@@ -101,7 +101,7 @@ class ResourcesConfig:
         """(workers, CPUs per worker, GPUs per worker) of one trial of ``method``."""
         if not CATALOG[method].trains_encoder:
             return 1, self.lp_cpus, self.lp_gpus
-        return self.workers_per_trial, self.cpus_per_worker, self.gpus_per_worker
+        return self.of_encoder_trials()
 
     def of_encoder_trials(self) -> tuple[int, float, float]:
         """(workers, CPUs per worker, GPUs per worker) of a trial of any method that trains the encoder."""

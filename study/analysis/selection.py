@@ -74,8 +74,8 @@ def select(table: pd.DataFrame, method: str, rule: str = "id_val") -> Selection 
     every = _per_epoch(rows[rows["outcome"] == "finished"], keys, measure.column)
     every = every[every.index.get_level_values("epoch") >= 1]
     searched = rows[rows["stage"] != CONFIRM] if "stage" in rows else rows
-    complete = _complete_configs(searched, keys)
-    wide = every[[_key(index, keys) in complete and trial in set(searched["trial_id"])
+    complete, search_trials = _complete_configs(searched, keys), set(searched["trial_id"])
+    wide = every[[_key(index, keys) in complete and trial in search_trials
                   for index, trial in zip(every.index, every.index.get_level_values("trial_id"))]]
     if wide.empty:
         return None

@@ -59,38 +59,38 @@ class Benchmark:
         return [name for name in self.splits if name != TRAIN]
 
 
-class Sentences(Dataset):
-    """Sentences held in memory with their labels; ``transform`` (the backbone's tokenizer) turns a batch of them
-    into the model's input tensor, a whole batch at a time."""
+class InMemory(Dataset):
+    """Examples held in memory with their labels, read and transformed a whole batch at a time
+    (``__getitems__``); one item is a batch of one."""
 
-    def __init__(self, texts: list[str], labels: torch.Tensor, transform: Callable | None = None):
-        self.texts, self.labels, self.transform = texts, labels, transform
+    labels: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int):
-        texts, labels = self.__getitems__([index])
-        return texts[0], labels[0]
+        inputs, labels = self.__getitems__([index])
+        return inputs[0], labels[0]
+
+
+class Sentences(InMemory):
+    """Sentences held in memory with their labels; ``transform`` (the backbone's tokenizer) turns a batch of them
+    into the model's input tensor."""
+
+    def __init__(self, texts: list[str], labels: torch.Tensor, transform: Callable | None = None):
+        self.texts, self.labels, self.transform = texts, labels, transform
 
     def __getitems__(self, indices: list[int]):
         texts = [self.texts[i] for i in indices]
         return (self.transform(texts) if self.transform else texts), self.labels[torch.as_tensor(indices)]
 
 
-class TensorImages(Dataset):
+class TensorImages(InMemory):
     """Images held in memory as one tensor [N, C, H, W] (uint8 images, or the toy's float vectors [N, D]); batches
     are sliced and transformed whole."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Callable | None = None):
         self.images, self.labels, self.transform = images, labels, transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int):
-        images, labels = self.__getitems__([index])
-        return images[0], labels[0]
 
     def __getitems__(self, indices: list[int]):
         index = torch.as_tensor(indices)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.util
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,11 +34,10 @@ from study.cache import cache_root, cached, content_hash
 from study.data.benchmark import ID_TEST, ID_VAL, TRAIN, Benchmark, Sentences
 from study.data.files import DataError
 from study.data.registry import register_benchmark
+from study.packaged import packaged_file
 
 CLASSES = ("negative", "positive")
-LEXICON_PACKAGE = "vaderSentiment"
 DICTIONARY_START = "abandon"  # the lexicon's first dictionary word; before it: emoticons and slang acronyms
-INSTALL = 'pip install -e ".[text]"'
 # The templates' own words carry no sentiment in the lexicon (none is rated), so a sentence's label is its word's.
 REVIEW = ("One word for the {topic}: {word}.", "The {topic}? {word}, if you ask me.",
           "I would sum up the {topic} as {word}.", "Review of the {topic}: {word}.",
@@ -67,16 +65,10 @@ class SentimentRecipe:
 
 
 def lexicon_file() -> Path:
-    """VADER's lexicon file, found in the installed ``vaderSentiment`` package without importing it."""
-    spec = importlib.util.find_spec(LEXICON_PACKAGE)
-    if spec is None or spec.origin is None:
-        raise DataError(f"the vader-sentiment benchmark reads VADER's lexicon from the vaderSentiment package, which "
-                        f"is not installed; install the text extra: {INSTALL}")
-    path = Path(spec.origin).parent / "vader_lexicon.txt"
-    if not path.is_file():
-        raise DataError(f"{path}: missing from the vaderSentiment package; reinstall it: "
-                        "pip install --force-reinstall vaderSentiment")
-    return path
+    """VADER's lexicon file, in the installed ``vaderSentiment`` package."""
+    return packaged_file("vaderSentiment", "vader_lexicon.txt", distribution="vaderSentiment", error=DataError,
+                         needed_by="the vader-sentiment benchmark reads VADER's lexicon from the vaderSentiment "
+                                   "package")
 
 
 def read_lexicon(path: Path) -> list[tuple[str, float, list[int]]]:

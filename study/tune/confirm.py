@@ -76,14 +76,14 @@ def confirm_study(study_dir: Path, count: int, *, progress: bool = True) -> tupl
 
 def _pending(study_dir: Path, count: int) -> tuple[int, dict | None]:
     """The index of the next confirmation and, if the last one did not finish, its plan (to continue it)."""
-    plans = sorted(study_dir.glob(PLAN.format("*")), key=lambda path: int(path.stem.split("-")[1]))
+    plans = {int(path.stem.split("-")[1]): path for path in study_dir.glob(PLAN.format("*"))}
     if not plans:
         return 1, None
-    last = json.loads(plans[-1].read_text())
-    index = int(plans[-1].stem.split("-")[1])
+    index = max(plans)
+    last = json.loads(plans[index].read_text())
     if last["finished"]:
         return index + 1, None
     if len(last["seeds"]) != count:
-        raise ConfirmError(f"{plans[-1]}: a confirmation on {len(last['seeds'])} new seeds did not finish; "
+        raise ConfirmError(f"{plans[index]}: a confirmation on {len(last['seeds'])} new seeds did not finish; "
                            f"`study confirm {study_dir} --seeds {len(last['seeds'])}` continues it")
     return index, {"seeds": last["seeds"], "points": last["points"]}
