@@ -1,4 +1,5 @@
-"""Shared fixtures: one cache folder per test session, so the embedded backbone is pretrained once."""
+"""Shared fixtures: one cache folder per test session, so the embedded backbone is pretrained once; and the finished
+studies that several modules read, each run once per session."""
 from __future__ import annotations
 
 import os
@@ -7,7 +8,7 @@ import pytest
 import timm
 import torch
 
-from helpers import make_backbone
+from helpers import DIVERGING_LR, make_backbone, run_study_here, snapshot
 from study.data import Benchmark, TensorImages, create_benchmark
 
 
@@ -61,3 +62,33 @@ def moco_checkpoint(tmp_path_factory):
     torch.save({"epoch": 800, "arch": "resnet50", "state_dict": state, "optimizer": {"state": {}, "param_groups": []}},
                path)
     return path, encoder
+
+
+@pytest.fixture(scope="session")
+def smoke_study(tmp_path_factory, cache_dir):
+    """smoke.yaml plus one FT learning rate that diverges, run by `study run`: every method, one seed, through a
+    real local Ray and a real MLflow store. Returns (the results root, the printed report)."""
+    results = tmp_path_factory.mktemp("results")
+    return results, run_study_here("smoke.yaml", results, "--set", f"methods.ft.lr=[0.03, {DIVERGING_LR}]")
+
+
+@pytest.fixture(scope="session")
+def ddp_study(smoke_study):
+    """A second study, "ddp", in the smoke study's results root and MLflow store: the smoke study's FT (the
+    learning rate that trains) and LP-FT, on 2 DDP workers per trial. Returns (the smoke study's files and MLflow
+    runs just before it ran, the same just after)."""
+    from mlflow.tracking import MlflowClient
+
+    results, _ = smoke_study
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    smoke = client.get_experiment_by_name("smoke").experiment_id
+
+    def state():
+        runs = {(r.info.run_id, r.info.status, r.info.end_time) for r in client.search_runs([smoke])}
+        return snapshot(results / "smoke"), runs
+
+    before = state()
+    run_study_here("smoke.yaml", results, "--name", "ddp", "--set", "resources.workers_per_trial=2",
+                   "--set", "methods={ft: {lr: [0.03], epochs: 2}, lpft: {lr: [0.003], epochs: 2}}",
+                   "--set", "lpft_head_l2=[0.0001, 0.001]", "--set", "wise_alphas=[]")
+    return before, state()

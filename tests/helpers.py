@@ -1,8 +1,12 @@
-"""The tests' helpers: the `study` command run as a user runs it (in a subprocess), and the project's pieces put
-together as a study would (a backbone, a pipeline, features, one Ray-free trial). Fixtures are in conftest.py."""
+"""The tests' helpers: the `study` command run as a user runs it (in a subprocess) or in this process (sharing one
+local Ray), and the project's pieces put together as a study would (a backbone, a pipeline, features, one Ray-free
+trial). Fixtures are in conftest.py."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -18,6 +22,7 @@ from study.methods.run import run_method
 from study.models import create_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
+DIVERGING_LR = 1e5  # the smoke study's (conftest.py) FT learning rate that diverges
 FINE_TUNING = {name for name, method in METHODS.items() if method.trains_encoder}  # the methods with an encoder
 
 
@@ -37,6 +42,33 @@ def run_study_cli(config: str, results: Path, *args, timeout: int = 300) -> dict
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
+
+
+def study_here(*argv) -> dict:
+    """`study ARGV... --json` run by ``study.cli.main`` in this process; returns the printed report.
+
+    The first study of the session starts a local Ray and every later one reuses it (a Ray start costs seconds of
+    CPU). That Ray's processes inherit this environment as it is when it starts, so it is set here first: trials
+    last seconds, so ``--system-metrics`` samples every second."""
+    from study.cli import main
+
+    os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([*map(str, argv), "--json", *(["--no-progress"] if argv[0] != "report" else [])])
+    assert code == 0, err.getvalue()[-3000:]
+    return json.loads(out.getvalue())
+
+
+def run_study_here(config: str, results: Path, *args) -> dict:
+    """`study run search_spaces/CONFIG --results-dir RESULTS ARGS...` in this process (see ``study_here``)."""
+    return study_here("run", ROOT / "search_spaces" / config, "--results-dir", results, *args)
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder``: its size and modification time."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")
+            if p.is_file()}
 
 
 def free_port() -> int:

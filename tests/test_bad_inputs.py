@@ -21,6 +21,13 @@ def dead_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.fixture(autouse=True)
+def no_ray():
+    """Each case checks that a refused study never starts Ray: stop the one an earlier study may have left running
+    in this process (``helpers.study_here``)."""
+    ray.shutdown()
+
+
 def run(argv: list[str], capsys) -> tuple[int, str]:
     code = main(argv)
     return code, capsys.readouterr().err

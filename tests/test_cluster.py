@@ -1,11 +1,13 @@
-"""Cluster submission as a user does it: `ray start --head` on 127.0.0.1 with token authentication on, then
-`ray job submit --working-dir . -- study run search_spaces/smoke.yaml ...`, then the results and MLflow runs."""
+"""Cluster submission as a user does it: `ray start --head` on 127.0.0.1 with token authentication on, a real
+`mlflow server` on 127.0.0.1 as the tracking server, then `ray job submit --working-dir . -- study run
+search_spaces/smoke.yaml --tracking-uri http://... ...`, then the results, and the MLflow runs read back over HTTP."""
 import os
 import secrets
 import shutil
 import subprocess
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -14,6 +16,29 @@ from mlflow.tracking import MlflowClient
 
 from helpers import ROOT, free_port
 from study.results import read_table
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = free_port()
+    server = subprocess.Popen(["mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                               "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                               "--artifacts-destination", str(tmp_path / "server-artifacts")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            assert server.poll() is None, server.stderr.read()[-2000:]
+            assert time.monotonic() < deadline, "mlflow server did not come up"
+            time.sleep(0.5)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
 
 
 @pytest.fixture
@@ -57,7 +82,7 @@ def wait_for_job(address: str, env: dict, job_id: str, timeout: float = 480) -> 
 
 
 @pytest.mark.slow
-def test_ray_job_submit_runs_the_smoke_study_on_a_token_protected_head(ray_head, tmp_path, cache_dir):
+def test_ray_job_submit_runs_the_smoke_study_on_a_token_protected_head(ray_head, mlflow_server, tmp_path, cache_dir):
     address, env = ray_head
     refused = ray_job(address, {**env, "RAY_AUTH_TOKEN": "0" * 64}, "list", check=False)
     assert refused.returncode != 0, "a wrong token must be refused: token authentication is on"
@@ -65,7 +90,8 @@ def test_ray_job_submit_runs_the_smoke_study_on_a_token_protected_head(ray_head,
     results = tmp_path / "results"  # one machine here; on a cluster, a path (or URI) every node shares
     ray_job(address, env, "submit", "--submission-id", "smoke-1", "--working-dir", ".", "--no-wait", "--",
             "study", "run", "search_spaces/smoke.yaml", "--results-dir", str(results), "--cache-dir", str(cache_dir),
-            "--no-progress", "--set", "methods={lp: {l2: [0.001]}, ft: {lr: [0.03], epochs: 1}}")
+            "--tracking-uri", mlflow_server, "--no-progress",
+            "--set", "methods={lp: {l2: [0.001]}, ft: {lr: [0.03], epochs: 1}}")
     status = wait_for_job(address, env, "smoke-1")
     done = ray_job(address, env, "logs", "smoke-1")
     logs = done.stdout + done.stderr
@@ -74,10 +100,18 @@ def test_ray_job_submit_runs_the_smoke_study_on_a_token_protected_head(ray_head,
 
     table = read_table(results / "smoke")
     assert set(table["method"]) == {"lp", "ft"} and (table["outcome"] == "finished").all()
-    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    assert (Path(results) / "smoke" / "report" / "report.md").is_file()
+    assert not (results / "mlflow.db").exists(), "with a tracking URI nothing goes to the local store"
+    client = MlflowClient(mlflow_server)
     experiment = client.get_experiment_by_name("smoke")
     (parent,) = client.search_runs([experiment.experiment_id], "tags.lpft_role = 'study'")
+    assert parent.info.status == "FINISHED" and parent.data.params["methods.ft.epochs"] == "1"
+    assert {"report/report.md", "report/summary.json"} <= {a.path for a in client.list_artifacts(parent.info.run_id,
+                                                                                                  "report")}
     children = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
-    assert parent.info.status == "FINISHED"
     assert sorted(c.data.tags["trial_id"] for c in children) == sorted(table["trial_id"].unique())
-    assert (Path(results) / "smoke" / "report" / "report.md").is_file()
+    for child in children:
+        rows = table[(table["trial_id"] == child.data.tags["trial_id"]) & (table["split"] == "id_test")]
+        history = sorted(client.get_metric_history(child.info.run_id, "id_test/acc"), key=lambda m: m.step)
+        assert [m.step for m in history] == sorted(rows["epoch"])
+        assert [m.value for m in history] == pytest.approx(rows.sort_values("epoch")["accuracy"].tolist())

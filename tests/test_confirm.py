@@ -1,35 +1,27 @@
 """`study confirm`: the selected configurations rerun on new seeds into the same study, table and MLflow parent;
 and `--system-metrics`, which the same small study turns on."""
 import json
-import subprocess
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import run_study_cli, study_command
+from helpers import run_study_here, study_here
 from study.analysis.selection import select
+from study.cli import main
 from study.results import read_table
 
 METHODS = "methods={lp: {l2: [0.0001, 0.01]}, ft: {lr: [0.01, 0.03], epochs: 1}}"
 
 
-def confirm(study_dir, seeds: int) -> subprocess.CompletedProcess:
-    return subprocess.run(study_command("confirm", study_dir, "--seeds", seeds, "--json", "--no-progress"),
-                          capture_output=True, text=True, timeout=600)
-
-
 @pytest.fixture(scope="module")
 def confirmed(tmp_path_factory, cache_dir):
-    """A two-method study of one seed with system metrics on, then `study confirm --seeds 2`."""
+    """A two-method study of one seed with system metrics on (sampled every second: see ``study_here``), then
+    `study confirm --seeds 2`."""
     results = tmp_path_factory.mktemp("results")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")  # trials of seconds: sample every second
-        searched = run_study_cli("smoke.yaml", results, "--name", "conf", "--set", METHODS, "--set", "wise_alphas=[]",
-                                 "--system-metrics")
+    searched = run_study_here("smoke.yaml", results, "--name", "conf", "--set", METHODS, "--set", "wise_alphas=[]",
+                              "--system-metrics")
     before = read_table(results / "conf")
-    done = confirm(results / "conf", 2)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return results, searched, before, json.loads(done.stdout)
+    return results, searched, before, study_here("confirm", results / "conf", "--seeds", 2)
 
 
 def test_confirm_reruns_each_selected_configuration_on_new_seeds(confirmed):
@@ -66,22 +58,21 @@ def test_confirm_adds_child_runs_under_the_same_parent(confirmed):
             "mean"])
 
 
-def test_an_unfinished_confirmation_is_continued_not_restarted(confirmed):
+def test_an_unfinished_confirmation_is_continued_not_restarted(confirmed, capsys):
     results, _, _, report = confirmed
     plan_file = results / "conf" / "confirm-1.json"
     plan = json.loads(plan_file.read_text())
     assert plan["finished"] and plan["seeds"] == [1, 2]
     plan_file.write_text(json.dumps({**plan, "finished": False}))  # as a driver stopped mid-way leaves it
 
-    wrong = confirm(results / "conf", 3)
-    assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1
-    assert "--seeds 2` continues it" in wrong.stderr
+    assert main(["confirm", str(results / "conf"), "--seeds", "3", "--no-progress"]) == 2
+    wrong = capsys.readouterr().err
+    assert len(wrong.strip().splitlines()) == 1 and "--seeds 2` continues it" in wrong
 
     trials = read_table(results / "conf")["trial_id"].nunique()
-    again = confirm(results / "conf", 2)
-    assert again.returncode == 0, again.stderr[-3000:]
+    again = study_here("confirm", results / "conf", "--seeds", 2)
     assert read_table(results / "conf")["trial_id"].nunique() == trials, "its finished trials are not rerun"
-    assert json.loads(again.stdout)["selection"] == report["selection"]
+    assert again["selection"] == report["selection"]
     assert json.loads(plan_file.read_text())["finished"]
 
 

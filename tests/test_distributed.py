@@ -6,21 +6,16 @@ within BN_TOLERANCE_PP percentage points per split and epoch (an empirical bound
 import pytest
 
 from study.results import read_table
-from helpers import run_study_cli
 
 BN_TOLERANCE_PP = 3.0
-TINY = ["--set", "methods={ft: {lr: [0.03], epochs: 2}, lpft: {lr: [0.003], epochs: 2}}",
-        "--set", "lpft_head_l2=[0.001]"]
 
 
 @pytest.fixture(scope="module")
-def one_and_two_workers(tmp_path_factory, cache_dir):
-    tables = {}
-    for workers in (1, 2):
-        results = tmp_path_factory.mktemp(f"workers{workers}")
-        run_study_cli("smoke.yaml", results, *TINY, "--name", "ddp", "--set", f"resources.workers_per_trial={workers}")
-        tables[workers] = read_table(results / "ddp")
-    return tables
+def one_and_two_workers(smoke_study, ddp_study):
+    """The smoke study's FT and LP-FT trials (one worker each) and the same trials of the "ddp" study (two)."""
+    results, _ = smoke_study
+    one, two = read_table(results / "smoke"), read_table(results / "ddp")
+    return {1: one[one["method"].isin(["ft", "lpft"]) & ((one["method"] != "ft") | (one["lr"] == 0.03))], 2: two}
 
 
 def paired(tables, method):

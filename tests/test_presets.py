@@ -100,7 +100,7 @@ def write_fixture(name: str, root, tmp_path):
     if name == "cifar10":
         write_cifar10(root), write_stl10(root, [0, 1, 2, 3]), write_cifar101(root, 4)
     elif name == "domainnet":
-        write_domainnet(root, {0: "zebra", 1: "apple"}, per_class=5)
+        write_domainnet(root, {0: "zebra", 1: "apple"})
     elif name == "fmow":
         write_fmow(root, [("train", c, "BRA", 2010) for c in ("airport", "zoo") * 5] +
                    [("val", "zoo", "BRA", 2011), ("test", "airport", "BRA", 2012)] +
@@ -108,7 +108,7 @@ def write_fixture(name: str, root, tmp_path):
     elif name == "living17":
         write_breeds(root, *breeds_world(), images=(1, 1))
     else:
-        write_imagenet(root, ["n00000001", "n00000002", "n00000003"], r_and_a=["n00000002"])
+        write_imagenet(root, ["n00000001", "n00000002", "n00000003"], r_and_a=["n00000002"], per_class=2)
 
 
 @pytest.mark.slow
@@ -118,7 +118,7 @@ def write_fixture(name: str, root, tmp_path):
 def test_preset_runs_its_first_epoch_of_lp_and_ft_on_official_files(name, tmp_path, cache_dir, moco_checkpoint):
     root = tmp_path / "data"
     write_fixture(name, root, tmp_path)
-    study = preset(name, "methods.ft.batch_size=8", data_root=str(root))
+    study = preset(name, "methods.ft.batch_size=4", data_root=str(root))
     if study.backbone == "resnet50-moco":
         weights = moco_checkpoint[0]
     else:

@@ -6,7 +6,6 @@ import json
 import os
 
 import pytest
-import ray
 import torch
 from mlflow.tracking import MlflowClient
 from torch.nn.modules.module import register_module_forward_pre_hook, register_module_parameter_registration_hook
@@ -39,7 +38,6 @@ def toy_study(tmp_path_factory):
     finally:
         for hook in hooks:
             hook.remove()
-        ray.shutdown()
     return study, report, built, ran, cache
 
 
@@ -87,10 +85,7 @@ def test_a_file_based_study_trains_with_loader_workers_as_without(tmp_path, cach
                         ["benchmark=imagenet", "methods={ft: {lr: [0.03], epochs: 2, batch_size: 8}}",
                          "resources.loader_workers=2", "wise_alphas=[]", "transforms=backbone"],
                         name="files", results_dir=str(tmp_path / "results"), data_root=str(tmp_path / "data"))
-    try:
-        run_study(study, progress=False)
-    finally:
-        ray.shutdown()
+    run_study(study, progress=False)
     table = read_table(study.study_dir)
     manifest = json.loads((study.study_dir / "manifest.json").read_text())
     data = create_benchmark("imagenet", data_root=str(tmp_path / "data"))
@@ -116,10 +111,7 @@ def test_a_file_based_study_trains_with_loader_workers_as_without(tmp_path, cach
     damaged = dataclasses.replace(study, name="files-damaged", max_failures=0, methods={
         **load_config(ROOT / "search_spaces" / "smoke.yaml", ["methods={lp: {l2: [0.001]}}"]).methods,
         "ft": study.methods["ft"]})
-    try:
-        report, _ = run_study(damaged, progress=False)
-    finally:
-        ray.shutdown()
+    report, _ = run_study(damaged, progress=False)
     assert report["trials"] == {"total": 2, "finished": 1, "diverged": 0, "failed": 1}
     errors = [path.read_text() for path in (damaged.study_dir / "ray").rglob("error.txt")]
     assert len(errors) == 1 and f"DataError: {image}: not a readable image" in errors[0]

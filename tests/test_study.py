@@ -1,4 +1,5 @@
-"""The whole path on real components: smoke.yaml through a local Ray and a real MLflow store, then the report."""
+"""The whole path on real components: smoke.yaml through a local Ray and a real MLflow store (conftest.py's
+``smoke_study``), then the report."""
 import json
 import shutil
 import subprocess
@@ -8,17 +9,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import FINE_TUNING, ROOT, run_study_cli, study_command
+from helpers import DIVERGING_LR, FINE_TUNING, ROOT, study_command
+from study.cli import main
 from study.results import read_table, read_wise_table
-
-DIVERGING_LR = 1e5
-
-
-@pytest.fixture(scope="module")
-def smoke_study(tmp_path_factory, cache_dir):
-    """smoke.yaml plus one FT learning rate that diverges, run by the console script as a user would."""
-    results = tmp_path_factory.mktemp("results")
-    return results, run_study_cli("smoke.yaml", results, "--set", f"methods.ft.lr=[0.03, {DIVERGING_LR}]")
 
 
 def ray_results(study_dir: Path) -> dict[str, pd.DataFrame]:
@@ -99,7 +92,7 @@ def test_every_trial_has_an_mlflow_child_run_with_epoch_metrics(smoke_study):
             expected["accuracy"].tolist())
 
 
-def test_report_redraws_from_the_table_without_rerunning(smoke_study):
+def test_report_redraws_from_the_table_without_rerunning(smoke_study, capsys):
     results, report = smoke_study
     client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
     (parent,) = client.search_runs([client.get_experiment_by_name("smoke").experiment_id], "tags.lpft_role = 'study'")
@@ -111,52 +104,37 @@ def test_report_redraws_from_the_table_without_rerunning(smoke_study):
     assert json.loads(done.stdout) == report
     assert (logged / "report.html").is_file(), "`study report` logs the report to the study's MLflow parent run"
     assert parent.info.run_id in done.stderr
-    text = subprocess.run(study_command("report", results / "smoke"), capture_output=True, text=True,
-                          timeout=120).stdout
+    assert main(["report", str(results / "smoke")]) == 0
+    text = capsys.readouterr().out
     assert "| LP-FT |" in text and "Selected by OOD validation" in text
 
 
-def test_an_existing_study_name_is_refused(smoke_study, cache_dir):
+def test_an_existing_study_name_is_refused(smoke_study, capsys):
     results, _ = smoke_study
-    done = subprocess.run(study_command("run", ROOT / "search_spaces" / "smoke.yaml", "--results-dir", results),
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
+    assert main(["run", str(ROOT / "search_spaces" / "smoke.yaml"), "--results-dir", str(results)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "already holds a study named 'smoke'" in lines[0]
     assert f"study resume {results / 'smoke'}" in lines[0] and "--name" in lines[0]
 
 
-def test_a_name_already_in_the_mlflow_store_is_refused(smoke_study, tmp_path):
+def test_a_name_already_in_the_mlflow_store_is_refused(smoke_study, tmp_path, capsys):
     results, _ = smoke_study
-    done = subprocess.run(study_command("run", ROOT / "search_spaces" / "smoke.yaml", "--results-dir", tmp_path,
-                                        "--tracking-uri", f"sqlite:///{results / 'mlflow.db'}"),
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
+    assert main(["run", str(ROOT / "search_spaces" / "smoke.yaml"), "--results-dir", str(tmp_path),
+                 "--tracking-uri", f"sqlite:///{results / 'mlflow.db'}"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "the MLflow store" in lines[0] and "already holds a study named 'smoke'" in lines[0]
     assert str(tmp_path / "smoke") not in lines[0], "never advise resuming a folder that does not exist"
     assert not (tmp_path / "smoke").exists() and not (tmp_path / "mlflow.db").exists()
 
 
-def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")
-            if p.is_file()}
-
-
-def test_a_second_study_in_the_same_root_and_store_leaves_the_first_alone(smoke_study):
+def test_a_second_study_in_the_same_root_and_store_leaves_the_first_alone(smoke_study, ddp_study):
     results, _ = smoke_study
+    (files_before, runs_before), (files_after, runs_after) = ddp_study
+    assert files_after == files_before and runs_after == runs_before
     client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
-    smoke = client.get_experiment_by_name("smoke").experiment_id
-    runs_before = {(r.info.run_id, r.info.status, r.info.end_time) for r in client.search_runs([smoke])}
-    files_before = snapshot(results / "smoke")
-
-    run_study_cli("smoke.yaml", results, "--name", "other", "--set", "methods={lp: {l2: [0.001]}}")
-
-    assert snapshot(results / "smoke") == files_before
-    assert {(r.info.run_id, r.info.status, r.info.end_time) for r in client.search_runs([smoke])} == runs_before
-    other = client.get_experiment_by_name("other").experiment_id
-    assert len(client.search_runs([other])) == 2  # its parent and its one trial
-    assert set(read_table(results / "other")["study"]) == {"other"}
+    other = client.get_experiment_by_name("ddp").experiment_id
+    assert len(client.search_runs([other])) == 3  # its parent and its two trials
+    assert set(read_table(results / "ddp")["study"]) == {"ddp"}
 
 
 def test_report_analysis_comes_from_the_table(smoke_study):
@@ -285,8 +263,6 @@ def test_the_table_reads_whole_with_pandas_and_pyarrow(smoke_study):
 
 
 def test_report_names_damaged_and_missing_parts_and_keeps_the_stored_report(smoke_study, tmp_path, capsys):
-    from study.cli import main
-
     results, _ = smoke_study
     copy = tmp_path / "smoke"
     shutil.copytree(results / "smoke", copy, ignore=shutil.ignore_patterns("ray"))
@@ -306,8 +282,6 @@ def test_report_names_damaged_and_missing_parts_and_keeps_the_stored_report(smok
 
 
 def test_a_study_whose_ray_folder_is_gone_is_not_resumed_and_keeps_its_results(smoke_study, capsys):
-    from study.cli import main
-
     results, _ = smoke_study
     ray_dir, aside = results / "smoke" / "ray", results / "ray-aside"
     ray_dir.rename(aside)

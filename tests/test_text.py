@@ -9,7 +9,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from helpers import ROOT, run_study_cli
+from helpers import ROOT, run_study_here
 from study.data import create_benchmark
 from study.results import read_table
 import study.data.sentiment as sentiment_module
@@ -120,8 +120,8 @@ def test_a_damaged_model_zip_and_a_mismatched_tokenizer_are_one_line(tmp_path, m
 def test_a_small_text_study_runs_through_ray_and_mlflow(tmp_path, cache_dir):
     """LP and LP-LoRA (its LP stage, peft's adapters, the fine-tuning loop) for one epoch of one seed."""
     methods = "methods={lp: {l2: [0.001, 0.01]}, lplora: {lr: 0.0005, epochs: 1, batch_size: 32, rank: 8, scale: 2.0}}"
-    report = run_study_cli("text.yaml", tmp_path, "--name", "text-small", "--set", "seeds=[0]", "--set", methods,
-                           "--set", "wise_alphas=[0, 1]", timeout=900)
+    report = run_study_here("text.yaml", tmp_path, "--name", "text-small", "--set", "seeds=[0]", "--set", methods,
+                            "--set", "wise_alphas=[0, 1]")
     assert set(report["selection"]["id_val"]) == {"lp", "lplora"} and report["trials"]["finished"] == 3
     assert set(report["analysis"]["feature_change"]) == {"lplora"} and set(report["analysis"]["ece_ts"]) == {
         "lp", "lplora"}

@@ -3,7 +3,6 @@ checked numerically, on the classification version and on the theorem's own (reg
 import json
 
 import pytest
-import ray
 import torch
 
 from helpers import ROOT, run_trial
@@ -87,10 +86,7 @@ def test_the_regression_toy_runs_through_the_study_path(tmp_path):
                         ["seeds=[0,1]", "methods.lp.l2=[1e-8, 1e-4]", "methods.ft.lr=[0.03]", "methods.ft.epochs=8",
                          "methods.lpft.lr=[0.03]", "methods.lpft.epochs=8"],
                         results_dir=str(tmp_path / "results"), cache_dir=str(tmp_path / "cache"))
-    try:
-        report, text = run_study(study, progress=False)
-    finally:
-        ray.shutdown()
+    report, text = run_study(study, progress=False)
     assert report["metric"] == "mse" and report["trials"]["finished"] == report["trials"]["total"] == 8
     picked, ood = report["selection"]["id_val"], lambda method: picked[method]["ood_avg"]["mean"]
     assert report["chosen"]["id_val"]["lp"]["config"] == {"l2": 1e-8}, "the lowest ID-val error wins"
@@ -109,15 +105,12 @@ def test_a_method_whose_every_trial_diverged_is_reported_as_such(tmp_path, capsy
 
     common = ["--results-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache"), "--no-progress",
               "--set", "seeds=[0]"]
-    try:
-        assert main(["run", str(ROOT / "search_spaces" / "toy.yaml"), *common, "--name", "ftdiverges", "--json",
-                     "--set", "methods={lp: {l2: [0.001]}, ft: {lr: [1.0e+12], epochs: 2}}"]) == 0
-        both = capsys.readouterr().out
-        assert main(["run", str(ROOT / "search_spaces" / "toy.yaml"), *common, "--name", "ftonly",
-                     "--set", "methods={ft: {lr: [1.0e+12, 1.0e+13], epochs: 2}}"]) == 0
-        only = capsys.readouterr().out
-    finally:
-        ray.shutdown()
+    assert main(["run", str(ROOT / "search_spaces" / "toy.yaml"), *common, "--name", "ftdiverges", "--json",
+                 "--set", "methods={lp: {l2: [0.001]}, ft: {lr: [1.0e+12], epochs: 2}}"]) == 0
+    both = capsys.readouterr().out
+    assert main(["run", str(ROOT / "search_spaces" / "toy.yaml"), *common, "--name", "ftonly",
+                 "--set", "methods={ft: {lr: [1.0e+12, 1.0e+13], epochs: 2}}"]) == 0
+    only = capsys.readouterr().out
     report = json.loads(both)
     assert set(report["selection"]["id_val"]) == {"lp"} and report["unselected"] == {"ft": "its trial diverged"}
     assert "| FT | — |" in only and "none: all 2 trials diverged" in only
