@@ -113,7 +113,8 @@ def test_a_killed_driver_resumes_with_nothing_lost_and_nothing_counted_twice(tmp
 
     def finished_and_running():
         parts = trial_parts(study_dir)
-        finished = {t for t, part in parts.items() if (part["outcome"] == "finished").all()}
+        finished = {t for t, part in parts.items()  # and in Ray's own record, which may lag the table
+                    if (part["outcome"] == "finished").all()} & set(ray_results(study_dir))
         midway = {t for t, part in parts.items()  # an FT or LP-FT trial past epoch 1 (LP has one epoch only)
                   if (part["outcome"] == "running").all() and part["epoch"].max() >= 1
                   and part["method"].iloc[0] != "lp"}
