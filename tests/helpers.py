@@ -8,7 +8,6 @@ import io
 import json
 import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -33,15 +32,6 @@ def sgd(**hparams) -> dict:
 
 def study_command(*args) -> list[str]:
     return [sys.executable, "-m", "study.cli", *map(str, args)]
-
-
-def run_study_cli(config: str, results: Path, *args, timeout: int = 300) -> dict:
-    """`study run search_spaces/CONFIG --results-dir RESULTS --json ARGS...`; returns the printed report."""
-    command = study_command("run", ROOT / "search_spaces" / config, "--results-dir", results, "--no-progress",
-                            "--json", *args)
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout)
 
 
 def study_here(*argv) -> dict:
