@@ -10,7 +10,7 @@ from study.analysis.selection import select
 from study.cli import main
 from study.results import read_table
 
-METHODS = "methods={lp: {l2: [0.0001, 0.01]}, ft: {lr: [0.01, 0.03], epochs: 1}}"
+METHODS = "methods={lp: {l2: [0.0001, 0.01]}, ft: {lr: [0.03], epochs: 1}}"
 
 
 @pytest.fixture(scope="module")
