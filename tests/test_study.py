@@ -240,7 +240,7 @@ def split_labels(table: pd.DataFrame, split: str) -> pd.Series:
     """One split's labels, read from the data rather than the table: the bins must count every image once."""
     from study.data import create_benchmark
 
-    return create_benchmark("glyphs").splits[split].labels
+    return create_benchmark("glyphs-small").splits[split].labels
 
 
 
@@ -319,8 +319,8 @@ def test_every_run_lists_the_benchmarks_splits_as_dataset_inputs(smoke_study, ca
     results, _ = smoke_study
     client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("smoke").experiment_id
-    glyphs = create_benchmark("glyphs", cache_dir=cache_dir)
-    expected = {f"glyphs/{split}": (content_hash(glyphs.fingerprint, split), len(data))
+    glyphs = create_benchmark("glyphs-small", cache_dir=cache_dir)
+    expected = {f"glyphs-small/{split}": (content_hash(glyphs.fingerprint, split), len(data))
                 for split, data in glyphs.splits.items()}
     runs = client.search_runs([experiment])
     assert len(runs) == 1 + read_table(results / "smoke")["trial_id"].nunique()
@@ -329,8 +329,8 @@ def test_every_run_lists_the_benchmarks_splits_as_dataset_inputs(smoke_study, ca
         logged = {i.dataset.name: (i.dataset.digest, json.loads(i.dataset.profile)["num_rows"]) for i in inputs}
         assert logged == expected, run.info.run_name
         contexts = {i.dataset.name: {t.key: t.value for t in i.tags}["mlflow.data.context"] for i in inputs}
-        assert contexts["glyphs/train"] == "training" and contexts["glyphs/texture_val"] == "validation"
-        assert contexts["glyphs/id_test"] == "testing"
+        assert contexts["glyphs-small/train"] == "training" and contexts["glyphs-small/texture_val"] == "validation"
+        assert contexts["glyphs-small/id_test"] == "testing"
 
 
 def test_config_yaml_and_the_parent_run_hold_the_resolved_config(smoke_study):

@@ -101,10 +101,18 @@ def downstream_splits(world: GlyphWorld, cache_dir=None) -> dict[str, dict[str, 
 
 
 @register_benchmark("glyphs")
-def glyph_shift(*, cache_dir=None, **world_options) -> Benchmark:
+def glyph_shift(*, cache_dir=None, name: str = "glyphs", **world_options) -> Benchmark:
     """Clean glyphs (ID) → recoloured (mild OOD) and textured (strong OOD) glyphs; 40 classes, 32×32 RGB."""
     world = GlyphWorld(**world_options)
-    splits = {name: TensorImages(data["images"], data["labels"])
-              for name, data in downstream_splits(world, cache_dir).items()}
-    return Benchmark(name="glyphs", classes=tuple(f"glyph{i:02d}" for i in range(world.downstream_classes)),
+    splits = {split: TensorImages(data["images"], data["labels"])
+              for split, data in downstream_splits(world, cache_dir).items()}
+    return Benchmark(name=name, classes=tuple(f"glyph{i:02d}" for i in range(world.downstream_classes)),
                      ood_domains=glyphs.STYLES[1:], splits=splits, fingerprint=world.fingerprint())
+
+
+@register_benchmark("glyphs-small")
+def small_glyph_shift(*, cache_dir=None) -> Benchmark:
+    """``glyphs`` with 2/5 of its images (per class 20 train, 8 val, 12 test): the smoke study's, for tests and
+    cluster checks (the same world, so the same pretrained glyphnet)."""
+    return glyph_shift(cache_dir=cache_dir, name="glyphs-small", train_per_class=20, val_per_class=8,
+                       test_per_class=12)
