@@ -66,10 +66,12 @@ def moco_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def smoke_study(tmp_path_factory, cache_dir):
-    """smoke.yaml plus one FT learning rate that diverges, run by `study run`: every method, one seed, through a
-    real local Ray and a real MLflow store. Returns (the results root, the printed report)."""
+    """smoke.yaml plus one FT learning rate that diverges, under per-method ASHA (rungs from epoch 1), run by
+    `study run`: every method, one seed, through a real local Ray and a real MLflow store. Returns (the results
+    root, the printed report)."""
     results = tmp_path_factory.mktemp("results")
-    return results, run_study_here("smoke.yaml", results, "--set", f"methods.ft.lr=[0.03, {DIVERGING_LR}]")
+    return results, run_study_here("smoke.yaml", results, "--set", f"methods.ft.lr=[0.03, {DIVERGING_LR}]",
+                                   "--set", "search.scheduler=asha", "--set", "search.grace_epochs=1")
 
 
 @pytest.fixture(scope="session")

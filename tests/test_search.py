@@ -1,4 +1,5 @@
-"""Search algorithms and early stopping, each through a real study: Optuna proposals and per-method ASHA."""
+"""Search algorithms and early stopping, each through a real study: Optuna proposals, and per-method ASHA (in the
+session's smoke study)."""
 from helpers import run_study_here
 from study.results import read_table
 
@@ -14,13 +15,14 @@ def test_an_optuna_study_samples_its_space_and_runs_every_proposal_per_seed(tmp_
     assert all(1e-4 <= l2 <= 1e-2 for l2 in per_seed.index)
 
 
-def test_asha_stops_a_trial_only_against_trials_of_its_own_method(tmp_path, cache_dir):
-    """LoRA starts slower than FT (its adapters start at zero): one set of rungs for the whole study would stop it
-    at the first rung behind the FT trials that reached it first. Per method, it is alone in its rungs and runs on."""
-    run_study_here("smoke.yaml", tmp_path, "--name", "early", "--set", "search.scheduler=asha",
-                   "--set", "search.grace_epochs=1", "--set", "wise_alphas=[]",
-                   "--set", "methods={ft: {lr: [0.03, 0.1], epochs: 2}, lora: {lr: [0.1], epochs: 2}}")
-    table = read_table(tmp_path / "early")
-    last_epoch = table.groupby("method")["epoch"].max()
-    assert last_epoch["lora"] == 2, "the only LoRA trial must never be ranked against FT trials"
-    assert set(table["outcome"]) == {"finished"}
+def test_asha_stops_a_trial_only_against_trials_of_its_own_method(smoke_study):
+    """LoRA starts slower than LP and the methods that start from its head (LoRA's adapters start at zero, its head
+    new): one set of rungs for the whole smoke study would stop it at the first rung, below most trials there. Per
+    method, it is alone in its rungs and runs on."""
+    results, _ = smoke_study
+    table = read_table(results / "smoke")
+    assert table.groupby("method")["epoch"].max()["lora"] == 2, "the only LoRA trial is never ranked against others"
+    lora = table[(table["method"] == "lora") & (table["split"] == "id_val")].set_index("epoch")["accuracy"]
+    rung = table[(table["epoch"] == 1) & (table["split"] == "id_val") & (table["method"] != "lora")]["accuracy"]
+    assert lora[1] < rung.median(), "below the rung's median, as Ray's ASHA (keeping the top quarter) would cut it"
+    assert set(table[table["method"] != "ft"]["outcome"]) == {"finished"}

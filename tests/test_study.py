@@ -349,4 +349,4 @@ def test_config_yaml_and_the_parent_run_hold_the_resolved_config(smoke_study):
     client = MlflowClient(saved["tracking_uri"])
     (parent,) = client.search_runs([client.get_experiment_by_name("smoke").experiment_id], "tags.lpft_role = 'study'")
     assert parent.data.params["methods.ft.momentum"] == "0.9"
-    assert parent.data.params["resources.loader_workers"] == "-1" and parent.data.params["search.scheduler"] == "fifo"
+    assert parent.data.params["resources.loader_workers"] == "-1" and parent.data.params["search.scheduler"] == "asha"
