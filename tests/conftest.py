@@ -7,8 +7,9 @@ import os
 import pytest
 import timm
 import torch
+from torch.nn.modules.module import register_module_forward_pre_hook, register_module_parameter_registration_hook
 
-from helpers import DIVERGING_LR, make_backbone, run_study_here, snapshot
+from helpers import DIVERGING_LR, TOY_LP_GRID, make_backbone, run_study_here, snapshot
 from study.data import Benchmark, TensorImages, create_benchmark
 
 
@@ -93,3 +94,23 @@ def ddp_study(smoke_study):
                    "--set", "methods={lpft: {lr: [0.003], epochs: 2}}",
                    "--set", "lpft_head_l2=[0.0001, 0.001]", "--set", "wise_alphas=[]")
     return before, state()
+
+
+@pytest.fixture(scope="session")
+def toy_study(tmp_path_factory):
+    """toy.yaml by `study run` in this very process, with a cache of its own (so the features must be extracted),
+    while every module built or run here is recorded: LP over a grid of strengths and FT over two learning rates
+    that diverge, two seeds each. Returns (the study folder, the printed report, the modules built, the modules run,
+    the cache)."""
+    results, cache = tmp_path_factory.mktemp("results"), tmp_path_factory.mktemp("cache")
+    built, ran = [], []
+    hooks = [register_module_parameter_registration_hook(lambda module, *_: built.append(type(module).__name__)),
+             register_module_forward_pre_hook(lambda module, *_: ran.append(type(module).__name__))]
+    try:
+        report = run_study_here("toy.yaml", results, "--name", "toy", "--cache-dir", cache, "--set", "seeds=[0,1]",
+                                "--set", f"methods={{lp: {{l2: {TOY_LP_GRID}}}, ft: {{lr: [1.0e+12, 1.0e+13], "
+                                         "epochs: 2}}")
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return results / "toy", report, built, ran, cache

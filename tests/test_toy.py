@@ -1,6 +1,5 @@
 """The theory's toy, through the same methods and registries as every study: the claims of Kumar et al.'s theorem,
 checked numerically, on the classification version and on the theorem's own (regression, squared loss)."""
-import json
 
 import pytest
 import torch
@@ -96,24 +95,20 @@ def test_the_regression_toy_runs_through_the_study_path(tmp_path):
         "error_per_epoch.png", "feature_change.png", "sensitivity.png"}
 
 
-def test_a_method_whose_every_trial_diverged_is_reported_as_such(tmp_path, capsys):
-    """FT's whole grid diverges: LP is still selected and reported, FT's row says why it has none, the parent run
-    ends FINISHED, exit 0; and a table of FT's trials alone (as an FT-only study's) reports that row alone."""
+def test_a_method_whose_every_trial_diverged_is_reported_as_such(toy_study, tmp_path):
+    """The toy study's FT grid diverges on both seeds: LP is still selected and reported, FT's row says why it has
+    none, the parent run ends FINISHED (and `study run` exited 0); and a table of FT's trials alone (as an FT-only
+    study's) reports that row alone."""
     from mlflow.tracking import MlflowClient
 
     from study.analysis.report import write_report
-    from study.cli import main
     from study.results import read_table
 
-    assert main(["run", str(ROOT / "search_spaces" / "toy.yaml"), "--results-dir", str(tmp_path), "--cache-dir",
-                 str(tmp_path / "cache"), "--no-progress", "--json", "--name", "ftdiverges", "--set", "seeds=[0]",
-                 "--set", "methods={lp: {l2: [0.001]}, ft: {lr: [1.0e+12, 1.0e+13], epochs: 2}}"]) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert set(report["selection"]["id_val"]) == {"lp"} and report["unselected"] == {"ft": "all 2 trials diverged"}
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    (parent,) = client.search_runs([client.get_experiment_by_name("ftdiverges").experiment_id],
-                                   "tags.lpft_role = 'study'")
+    study_dir, report, *_ = toy_study
+    assert set(report["selection"]["id_val"]) == {"lp"} and report["unselected"] == {"ft": "all 4 trials diverged"}
+    client = MlflowClient(f"sqlite:///{study_dir.parent / 'mlflow.db'}")
+    (parent,) = client.search_runs([client.get_experiment_by_name("toy").experiment_id], "tags.lpft_role = 'study'")
     assert parent.info.status == "FINISHED"
-    table = read_table(tmp_path / "ftdiverges")
+    table = read_table(study_dir)
     _, only, _ = write_report(tmp_path / "ftonly", table[table["method"] == "ft"])
-    assert "| FT | — |" in only and "none: all 2 trials diverged" in only and "| LP |" not in only
+    assert "| FT | — |" in only and "none: all 4 trials diverged" in only and "| LP |" not in only
