@@ -107,9 +107,9 @@ def toy_study(tmp_path_factory):
     hooks = [register_module_parameter_registration_hook(lambda module, *_: built.append(type(module).__name__)),
              register_module_forward_pre_hook(lambda module, *_: ran.append(type(module).__name__))]
     try:
+        methods = f"methods={{lp: {{l2: {TOY_LP_GRID}}}, ft: {{lr: [1.0e+12, 1.0e+13], epochs: 2}}}}"
         report = run_study_here("toy.yaml", results, "--name", "toy", "--cache-dir", cache, "--set", "seeds=[0,1]",
-                                "--set", f"methods={{lp: {{l2: {TOY_LP_GRID}}}, ft: {{lr: [1.0e+12, 1.0e+13], "
-                                         "epochs: 2}}")
+                                "--set", methods)
     finally:
         for hook in hooks:
             hook.remove()

@@ -96,7 +96,7 @@ def test_preset_reads_its_benchmark_with_the_official_transforms(name):
     assert inputs.train_normalize.mean == pytest.approx(mean) and inputs.train_normalize.std == pytest.approx(train_std)
 
 
-FIRST = {True: 4, False: 1}  # images the methods see: of the train split (one FT batch), of every other split
+FIRST_TRAIN, FIRST_OTHER = 4, 1  # images the methods see: of the train split (one FT batch), of every other split
 
 
 def write_fixture(name: str, root, tmp_path):
@@ -132,7 +132,8 @@ def test_preset_runs_its_first_epoch_of_lp_and_ft_on_official_files(name, tmp_pa
     study = dataclasses.replace(study, backbone_weights=str(weights), cache_dir=cache_dir)
     data = check_inputs(study)
     data = dataclasses.replace(data, fingerprint=data.fingerprint + "-first", splits={
-        split: images.subset(range(min(len(images), FIRST[split == "train"]))) for split, images in data.splits.items()})
+        split: images.subset(range(min(len(images), FIRST_TRAIN if split == "train" else FIRST_OTHER)))
+        for split, images in data.splits.items()})
     features_file = prepare_features(data, study.backbone, transforms=study.transforms, cache_dir=cache_dir,
                                      weights=weights)["file"]
     reports = {}
