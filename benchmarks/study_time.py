@@ -26,18 +26,21 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
 
 
-def tree_memory(process: psutil.Process, pss: bool) -> tuple[int, int]:
-    """(RSS, PSS) summed over the process tree (PSS 0 unless ``pss``). RSS counts every shared page (torch's
-    libraries, Ray's plasma store) once per process that maps it; PSS divides each shared page among its processes:
-    their sum is the memory the tree takes. Reading PSS (every process's smaps) costs CPU the study then lacks."""
+def tree_memory(process: psutil.Process, pss: bool) -> tuple[int, int, list[tuple[int, str]]]:
+    """(RSS, PSS) summed over the process tree (PSS 0 unless ``pss``), and each process's (RSS, name). RSS counts
+    every shared page (torch's libraries, Ray's plasma store) once per process that maps it; PSS divides each shared
+    page among its processes: their sum is the memory the tree takes. Reading PSS (every process's smaps) costs CPU
+    the study then lacks."""
     rss = shared = 0
+    members = []
     for member in [process, *process.children(recursive=True)]:
         try:
             info = member.memory_full_info() if pss else member.memory_info()
+            members.append((info.rss, member.name()))
         except psutil.Error:
             continue
         rss, shared = rss + info.rss, shared + getattr(info, "pss", 0)
-    return rss, shared
+    return rss, shared, members
 
 
 def timed_study(config: Path, name: str, results: Path, cache: Path | None, extra: list[str],
@@ -46,18 +49,22 @@ def timed_study(config: Path, name: str, results: Path, cache: Path | None, extr
                "--no-progress", *extra]
     if cache is not None:
         command += ["--cache-dir", str(cache)]
-    start, peak_rss, peak_pss = time.perf_counter(), 0, 0
+    start, peak_rss, peak_pss, at_peak = time.perf_counter(), 0, 0, []
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as child:
         watched = psutil.Process(child.pid)
         while child.poll() is None:
-            rss, shared = tree_memory(watched, pss)
-            peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, shared)
+            rss, shared, members = tree_memory(watched, pss)
+            if rss > peak_rss:
+                peak_rss, at_peak = rss, members
+            peak_pss = max(peak_pss, shared)
             time.sleep(0.5)
         table = child.stdout.read()
     elapsed = time.perf_counter() - start
     if child.returncode != 0:
         sys.exit(f"study run failed (exit {child.returncode}); rerun it by hand: {' '.join(command)}")
     print(table)
+    print(f"{name}: the processes at the RSS peak: " +
+          ", ".join(f"{title} {size / 2**30:.2f} GiB" for size, title in sorted(at_peak, reverse=True)))
     return elapsed, peak_rss, peak_pss
 
 

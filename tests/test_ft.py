@@ -3,10 +3,12 @@ import math
 
 import pytest
 import torch
+from torch.nn.modules.module import register_module_forward_pre_hook
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from helpers import features_of, make_backbone, pipeline, sgd
-from study.methods import Diverged, best_fit, fine_tune, fit_path, lp_ft
+from study.methods import Diverged, Scoring, best_fit, fine_tune, fit_path, lp_ft
+from study.methods.evaluation import evaluate
 from study.methods.metrics import score
 
 
@@ -69,6 +71,27 @@ def test_lpft_starts_at_the_lp_heads_accuracy(cache_dir, backbone, glyphs):
         # float rounding may flip an image lying on a decision boundary, and no more than one.
         one_image = 100 / len(y)
         assert start.splits[split]["acc"] == pytest.approx(score(best.head.logits(x), y)["acc"], abs=one_image), split
+
+
+def test_the_start_is_scored_from_the_cached_features_as_a_pass_over_the_images_scores_it(cache_dir, small_glyphs):
+    """At epoch 0 the encoder is the pretrained one whose features the study cached: FT scores its start from them
+    (only the head runs) and gets what a pass of the encoder over every split gets."""
+    _, features = features_of(small_glyphs, "glyphnet", cache_dir)
+    backbone = make_backbone(cache_dir, small_glyphs.num_classes)
+    data = pipeline(small_glyphs, backbone)
+    ran = []
+    hook = register_module_forward_pre_hook(lambda module, *_: ran.append(module))
+    try:
+        start = next(fine_tune(backbone.model, data, **sgd(lr=0.03, epochs=1, batch_size=32),
+                               scoring=Scoring(reference=features)))
+    finally:
+        hook.remove()
+    assert start.epoch == 0 and set(ran) == {backbone.model.get_classifier()}, "no pass over the images"
+    passed = evaluate(backbone.model, data, reference=features)
+    for split, metrics in passed.items():
+        assert start.splits[split]["acc"] == pytest.approx(metrics["acc"], abs=100 / len(features[split][1])), split
+        assert start.splits[split]["loss"] == pytest.approx(metrics["loss"], rel=1e-4), split
+        assert start.splits[split]["feature_change"] == 0 and metrics["feature_change"] < 1e-9, split
 
 
 def test_lpft_keeps_batch_norm_statistics(cache_dir, backbone, small_glyphs):

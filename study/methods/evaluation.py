@@ -65,12 +65,15 @@ def prepare_model(model: nn.Module, device) -> nn.Module:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Pipeline, *, batch_size: int = 512,
-             reference: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, dict[str, float]]:
+             reference: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+             pretrained: bool = False) -> dict[str, dict[str, float]]:
     """Score ``model`` on every evaluation split of ``data``'s benchmark (model left in eval mode); see ``metrics``.
 
     ``reference`` holds the pretrained encoder's features of each split (the LP feature cache): with it, the
-    change of the features is measured too. With several ranks each scores its share of a split and the sums are
-    reduced: every rank returns the metrics of the whole split.
+    change of the features is measured too. ``pretrained``: ``model``'s encoder is still the pretrained one, so
+    its features are ``reference``'s and only its head is run on them (no pass over the images). With several
+    ranks each scores its share of a split and the sums are reduced: every rank returns the metrics of the whole
+    split.
     """
     model.eval()
     rank, world = rank_and_world()
@@ -80,12 +83,13 @@ def evaluate(model: nn.Module, data: Pipeline, *, batch_size: int = 512,
     for split in [ID_VAL, *(name for name in benchmark.eval_splits if name != ID_VAL)]:  # ID val fits the temperature
         scores, calibrated, kept = meter(benchmark.task, device), SplitMeter(device), []
         before = reference[split][0][rank::world] if reference and split in reference else None
+        batches = (_cached(reference[split], rank, world, batch_size, device) if pretrained else
+                   _encoded(model, data, split, batch_size))
         seen = 0
-        for images, labels in data.split(split, batch_size=batch_size):
-            features = model.forward_head(model.forward_features(images), pre_logits=True)
+        for features, labels in batches:
             logits = restrict(head(features).float(), benchmark.class_subsets.get(split))
-            pretrained = None if before is None else before[seen:seen + len(labels)].to(device, non_blocking=True)
-            scores.update(logits, labels, features.float(), pretrained)
+            original = None if before is None else before[seen:seen + len(labels)].to(device, non_blocking=True)
+            scores.update(logits, labels, features.float(), original)
             if calibrate and temperature is None:
                 kept.append((logits, labels))
             elif calibrate:
@@ -101,25 +105,41 @@ def evaluate(model: nn.Module, data: Pipeline, *, batch_size: int = 512,
     return {split: results[split] for split in benchmark.eval_splits}
 
 
+def _encoded(model: nn.Module, data: Pipeline, split: str, batch_size: int):
+    """(features, labels) of this rank's share of ``split``, through ``model``'s encoder."""
+    for images, labels in data.split(split, batch_size=batch_size):
+        yield model.forward_head(model.forward_features(images), pre_logits=True), labels
+
+
+def _cached(stored: tuple[torch.Tensor, torch.Tensor], rank: int, world: int, batch_size: int, device):
+    """The same from the cached features: this rank's every ``world``-th example, as ``Pipeline.split`` gives it."""
+    features, labels = stored[0][rank::world], stored[1][rank::world]
+    for start in range(0, len(labels), batch_size):
+        yield (features[start:start + batch_size].to(device, non_blocking=True),
+               labels[start:start + batch_size].to(device, non_blocking=True))
+
+
 @dataclass(frozen=True)
 class Scoring:
     """How a trained model is scored after every epoch, bound once per trial.
 
-    ``reference`` (the pretrained encoder's cached features, split -> (features, labels)) makes every evaluation
-    measure the change of the features too; ``wise_alphas``: the WiSE-FT interpolations scored after the last
-    epoch; ``batch_size``: the evaluation's batches.
+    ``reference`` (the cached features of the model's starting encoder, split -> (features, labels)) makes every
+    evaluation measure the change of the features too, and epoch 0, where the encoder is still that one, is
+    scored from it without a pass over the images; ``wise_alphas``: the WiSE-FT interpolations scored after the
+    last epoch; ``batch_size``: the evaluation's batches.
     """
 
     reference: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
     wise_alphas: Sequence[float] = ()
     batch_size: int = 512
 
-    def splits(self, model: nn.Module, data: Pipeline) -> dict[str, dict[str, float]]:
-        return evaluate(model, data, batch_size=self.batch_size, reference=self.reference)
+    def splits(self, model: nn.Module, data: Pipeline, pretrained: bool = False) -> dict[str, dict[str, float]]:
+        return evaluate(model, data, batch_size=self.batch_size, reference=self.reference,
+                        pretrained=pretrained and self.reference is not None)
 
     def epoch(self, model: nn.Module, data: Pipeline, epoch: int, train_loss: float | None,
               extras: dict) -> EpochResult:
         """``model`` after ``epoch`` epochs: every split, and its head's norm."""
         head_norm = model.get_classifier().weight.norm().item()
-        return EpochResult(epoch=epoch, splits=self.splits(model, data), train_loss=train_loss,
-                           extras={**extras, "head_norm": head_norm})
+        return EpochResult(epoch=epoch, splits=self.splits(model, data, pretrained=epoch == 0),
+                           train_loss=train_loss, extras={**extras, "head_norm": head_norm})
