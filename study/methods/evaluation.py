@@ -83,8 +83,8 @@ def evaluate(model: nn.Module, data: Pipeline, *, batch_size: int = 512,
     for split in [ID_VAL, *(name for name in benchmark.eval_splits if name != ID_VAL)]:  # ID val fits the temperature
         scores, calibrated, kept = meter(benchmark.task, device), SplitMeter(device), []
         before = reference[split][0][rank::world] if reference and split in reference else None
-        batches = (_cached(reference[split], rank, world, batch_size, device) if pretrained else
-                   _encoded(model, data, split, batch_size))
+        batches = (_cached(reference[split], rank, world, batch_size, device) if pretrained and before is not None
+                   else _encoded(model, data, split, batch_size))
         seen = 0
         for features, labels in batches:
             logits = restrict(head(features).float(), benchmark.class_subsets.get(split))
@@ -134,8 +134,7 @@ class Scoring:
     batch_size: int = 512
 
     def splits(self, model: nn.Module, data: Pipeline, pretrained: bool = False) -> dict[str, dict[str, float]]:
-        return evaluate(model, data, batch_size=self.batch_size, reference=self.reference,
-                        pretrained=pretrained and self.reference is not None)
+        return evaluate(model, data, batch_size=self.batch_size, reference=self.reference, pretrained=pretrained)
 
     def epoch(self, model: nn.Module, data: Pipeline, epoch: int, train_loss: float | None,
               extras: dict) -> EpochResult:
