@@ -17,6 +17,7 @@ import os
 import platform
 import time
 import urllib.parse
+import warnings
 from pathlib import Path
 
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
@@ -70,6 +71,21 @@ def system_metrics(uri: str, run_id: str | None, node: str | None = None):
         yield
     finally:
         monitor.finish()
+        _publish_last_interval(monitor, run_id)
+
+
+def _publish_last_interval(monitor, run_id: str) -> None:
+    """Log what MLflow's monitor sampled in its last, unfinished interval, which its ``finish`` drops: without it a
+    block shorter than one sampling interval (a short trial) would log no system metrics at all. Metrics of the
+    machine never stop a trial: a store that refuses them only warns."""
+    metrics = monitor.aggregate_metrics()
+    if not metrics:
+        return
+    try:
+        monitor.publish_metrics(metrics)
+        monitor.mlflow_logger.flush()
+    except Exception as error:  # noqa: BLE001
+        warnings.warn(f"the last system metrics of run {run_id} are not logged: {error}")
 
 
 def flatten(mapping: dict, prefix: str = "") -> dict[str, str]:

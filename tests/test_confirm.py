@@ -85,3 +85,18 @@ def test_system_metrics_go_to_the_parent_and_the_trials_runs(confirmed):
     assert parent.data.metrics["system/system_memory_usage_megabytes"] > 0
     ft = client.search_runs([experiment], "tags.method = 'ft' and tags.seed = '0'")
     assert ft and all("system/cpu_utilization_percentage" in run.data.metrics for run in ft), "each FT trial's own"
+
+
+def test_a_block_shorter_than_one_sampling_interval_still_logs_its_system_metrics(tmp_path, monkeypatch):
+    """MLflow's monitor logs once per interval and drops the last, unfinished one: a short trial would log none."""
+    from study.tracking import system_metrics
+
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "30")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("short")).info.run_id
+    with system_metrics(uri, run, node="rank0"):
+        pass
+    metrics = client.get_run(run).data.metrics
+    assert metrics["system/rank0/system_memory_usage_megabytes"] > 0
+    assert "system/rank0/cpu_utilization_percentage" in metrics
