@@ -113,6 +113,7 @@ class StudyConfig:
     name: str
     benchmark: str = "glyphs"
     backbone: str = "glyphnet"
+    input_size: int | None = None  # the image side a benchmark that takes one (digits) is drawn at; None: its own
     seeds: tuple[int, ...] = (0,)
     methods: dict[str, dict[str, Param]] = field(default_factory=dict)
     lpft_head: tuple[str, tuple[float, ...]] = ("l2", ())  # ("l2" or "C", values) of LP-FT's (LP-LoRA's) LP stage
@@ -243,6 +244,8 @@ def parse_config(raw: dict) -> StudyConfig:
         problems.append(f"name: {name!r} is not a valid study name; use letters, digits, '-' and '_'")
     benchmark = check.registered(raw, "benchmark", default("benchmark"), _benchmark_names())
     backbone = check.registered(raw, "backbone", default("backbone"), _backbone_names())
+    input_size = check.typed(raw, "input_size", int, default("input_size"))
+    _check_input_size(benchmark, backbone, input_size, check)
     seeds = check.int_list(raw, "seeds", list(default("seeds")))
     search = _parse_search(raw.get("search") or {}, check)
     methods = _parse_methods(raw.get("methods"), search, check)
@@ -271,7 +274,8 @@ def parse_config(raw: dict) -> StudyConfig:
     system_metrics = check.typed(raw, "system_metrics", bool, default("system_metrics"))
     if problems:
         raise ConfigError(problems)
-    return StudyConfig(name=name, benchmark=benchmark, backbone=backbone, seeds=tuple(seeds), methods=methods,
+    return StudyConfig(name=name, benchmark=benchmark, backbone=backbone, input_size=input_size, seeds=tuple(seeds),
+                       methods=methods,
                        lpft_head=(head_kind, head_values), wise_alphas=wise_alphas, **choices, search=search,
                        resources=resources, max_failures=max_failures, results_dir=results_dir,
                        **{**texts, "cache_dir": Path(texts["cache_dir"]) if texts["cache_dir"] else None},
@@ -299,9 +303,34 @@ def _check_pairing(benchmark: str, backbone: str, check: "_Checker") -> None:
         return
     if holds_text(benchmark) != reads_text(backbone):
         kinds = {True: "sentences", False: "images (or vectors)"}
+        texts = [name for name in _benchmark_names() if holds_text(name)]
+        readers = [name for name in _backbone_names() if reads_text(name)]
         check.problems.append(f"backbone: {backbone} reads {kinds[reads_text(backbone)]} but benchmark {benchmark} "
-                              f"holds {kinds[holds_text(benchmark)]}; pair vader-sentiment with minilm-l6, and the "
-                              "other benchmarks with the other backbones")
+                              f"holds {kinds[holds_text(benchmark)]}; pair the text benchmarks ({', '.join(texts)}) "
+                              f"with {', '.join(readers)}, and the other benchmarks with the other backbones")
+
+
+def _check_input_size(benchmark: str, backbone: str, size: int | None, check: "_Checker") -> None:
+    """``input_size`` only for a benchmark that draws its images at a given size, and never below the smallest
+    image the backbone takes (its total stride)."""
+    import inspect
+
+    from study.data.registry import BENCHMARKS, takes_input_size
+    from study.models.registry import min_input_size
+
+    if benchmark not in _benchmark_names() or backbone not in _backbone_names():
+        return
+    if not takes_input_size(benchmark):
+        if size is not None:
+            takers = [name for name in _benchmark_names() if takes_input_size(name)]
+            check.problems.append(f"input_size: benchmark {benchmark} reads its images at their own size; drop "
+                                  f"input_size (it applies to {', '.join(takers)})")
+        return
+    if size is None:
+        size = inspect.signature(BENCHMARKS.get(benchmark)).parameters["input_size"].default
+    if size < (smallest := min_input_size(backbone)):
+        check.problems.append(f"input_size: {size} px is too small for {backbone}, whose last feature map is "
+                              f"{smallest} times smaller than its input; use at least {smallest}")
 
 
 def _check_takes_weights(backbone: str, check: "_Checker") -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from study.analysis.selection import (OOD_AVG, RULES, Selection, head_norm_of, headline, metric_of, ood_splits,
-                                      select, wise_of)
+                                      paired_difference, select, wise_of)
 from study.config import short
 from study.methods.catalog import METHODS, label
 from study.results import hparam_columns, read_wise_table
@@ -78,9 +78,21 @@ def summary(table: pd.DataFrame, wise: pd.DataFrame | None = None) -> dict:
                      for metric, _, _ in ANALYSIS},
         "head_norm": {method: norms for method, s in chosen["id_val"].items()
                       if (norms := head_norm_of(s, table)) is not None},
+        "paired": paired_against(chosen, table),
         "wise": {method: [{"alpha": alpha, **splits} for alpha, splits in curve.items()]
                  for method, curve in curves.items()},
     }
+
+
+BASELINE = "ft"  # what paired differences are taken against
+
+
+def paired_against(chosen: dict[str, dict[str, Selection]], table: pd.DataFrame) -> dict:
+    """Per rule, every selected method minus FT's selection, paired by seed (``paired_difference``)."""
+    return {rule: {method: diff for method, s in picks.items()
+                   if method != BASELINE and BASELINE in picks
+                   and (diff := paired_difference(s, picks[BASELINE], table)) is not None}
+            for rule, picks in chosen.items()}
 
 
 def markdown(table: pd.DataFrame, report: dict) -> str:
@@ -106,7 +118,8 @@ def markdown(table: pd.DataFrame, report: dict) -> str:
             lines.append(f"| {label(method)} | " + " | ".join(["—"] * len(columns)) +
                          f" | 0 | none: {why} |")
         lines.append("")
-    lines += _analysis_tables(report, columns) + _head_norm_table(report) + _wise_table(report, measure)
+    lines += _paired_table(report, measure) + _analysis_tables(report, columns) + _head_norm_table(report)
+    lines += _wise_table(report, measure)
     return "\n".join(lines)
 
 
@@ -117,6 +130,27 @@ def _mean_std(values: dict, metric: str) -> str:
 def _number(value: float, metric: str) -> str:
     """Accuracies with one decimal (percent); squared errors, which span decades, with three significant digits."""
     return f"{value:.1f}" if metric == "accuracy" else f"{value:.3g}"
+
+
+def _paired_table(report: dict, measure) -> list[str]:
+    """Each method minus FT, seed by seed, ID test and OOD average, under ID-val selection."""
+    paired = report.get("paired", {}).get("id_val") or {}
+    if not paired:
+        return []
+    lines = [f"## Paired differences against {label(BASELINE)}, seed by seed (ID-val selection)", "",
+             f"Each method's selected configuration minus {label(BASELINE)}'s, on the same seeds ({measure.label.lower()}"
+             "; positive: higher): mean ± sample std of the per-seed differences, [95 % bootstrap interval of the "
+             "mean over seeds].", "", "| method | id_test | ood_avg | n |", "|---|---|---|---|"]
+    for method, splits in paired.items():
+        cells = [f"{_signed(v['mean'], measure.column)} ± {_number(v['std'], measure.column)} "
+                 f"[{_signed(v['ci_low'], measure.column)}, {_signed(v['ci_high'], measure.column)}]"
+                 for v in (splits["id_test"], splits[OOD_AVG])]
+        lines.append(f"| {label(method)} − {label(BASELINE)} | " + " | ".join(cells) + f" | {splits[OOD_AVG]['n']} |")
+    return lines + [""]
+
+
+def _signed(value: float, metric: str) -> str:
+    return ("+" if value > 0 else "") + _number(value, metric)
 
 
 def _wise_table(report: dict, measure) -> list[str]:

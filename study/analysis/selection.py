@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from study.methods.catalog import METHODS
@@ -108,6 +109,37 @@ def metric_of(selection: Selection, table: pd.DataFrame, metric: str) -> dict[st
     if not {"id_test", *ood_splits(table, "test")} <= set(wide.columns):
         return None
     return _summary(wide, table)
+
+
+def per_seed(selection: Selection, table: pd.DataFrame) -> pd.DataFrame:
+    """A selection's headline metric per seed (rows) on ID test, each OOD test split and their average
+    (columns)."""
+    rows = selected_rows(table, selection.trial_ids, selection.epoch)
+    wide = rows.pivot_table(index="seed", columns="split", values=headline(table).column)
+    tests = ood_splits(table, "test")
+    return wide[["id_test", *tests]].assign(**{OOD_AVG: wide[tests].mean(axis=1)})
+
+
+BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED = 10_000, 0
+
+
+def paired_difference(selection: Selection, baseline: Selection, table: pd.DataFrame) -> dict[str, dict] | None:
+    """``selection`` minus ``baseline``, paired by seed (the same seed: the same data order, the same test sets):
+    per test split and the OOD average, the mean, sample std and number of the per-seed differences and a 95 %
+    percentile-bootstrap interval of their mean (seeds resampled with replacement, 10,000 times, a fixed seed);
+    None where they share no seed."""
+    differences = (per_seed(selection, table) - per_seed(baseline, table)).dropna()
+    if differences.empty:
+        return None
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    draws = rng.integers(0, len(differences), size=(BOOTSTRAP_SAMPLES, len(differences)))
+    out = {}
+    for split, values in differences.items():
+        means = values.to_numpy()[draws].mean(axis=1)
+        out[split] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                      "n": int(len(values)), "ci_low": float(np.percentile(means, 2.5)),
+                      "ci_high": float(np.percentile(means, 97.5))}
+    return out
 
 
 def head_norm_of(selection: Selection, table: pd.DataFrame) -> dict[str, dict[str, float]] | None:

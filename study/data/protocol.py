@@ -7,7 +7,8 @@ transform. The normalisation is part of the protocol too: the MoCo benchmarks' s
 SwAV fine-tuning script the official configs copied, and FMoW trains with a std of 0.2289 but tests with 0.229.
 
 A benchmark without an entry here (the embedded one, the toy) is read with its backbone's own transform and
-normalisation, for training as for evaluation; so is every benchmark in a study with ``transforms: backbone``.
+normalisation, for training as for evaluation; so is every benchmark in a study with ``transforms: backbone``. An
+entry without statistics (``mean`` None: the digits) fixes the geometry only, normalised as the backbone is.
 """
 from __future__ import annotations
 
@@ -48,8 +49,8 @@ def compose(steps: tuple[Step, ...]) -> v2.Compose | None:
 class Protocol:
     train: tuple[Step, ...]
     test: tuple[Step, ...]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: tuple[float, float, float] | None  # None: the backbone's normalisation
+    std: tuple[float, float, float] | None
     train_std: tuple[float, float, float] | None = None  # where training normalises differently (FMoW)
 
 
@@ -65,6 +66,10 @@ PROTOCOLS: dict[str, Protocol] = {
                      train_std=(0.2289, 0.224, 0.225)),
     "imagenet": Protocol(train=(("resize", 224, "bicubic"), ("center_crop", 224)),
                          test=(("resize", 224, "bicubic"), ("center_crop", 224)), mean=CLIP_MEAN, std=CLIP_STD),
+    # The digits are cropped to the digit already (study.data.digits): fed whole, never cropped again.
+    "digits": Protocol(train=(), test=(), mean=None, std=None),
+    "digits-full": Protocol(train=(("resize", [224, 224], "bicubic"),), test=(("resize", [224, 224], "bicubic"),),
+                            mean=None, std=None),
 }
 
 
@@ -89,6 +94,8 @@ def inputs_for(benchmark: str, backbone, transforms: str = "paper") -> Inputs:
     protocol = PROTOCOLS.get(benchmark) if transforms == "paper" else None
     if protocol is None:
         return Inputs(backbone.transform, backbone.transform, backbone.normalize, backbone.normalize)
+    if protocol.mean is None:
+        return Inputs(compose(protocol.test), compose(protocol.train), backbone.normalize, backbone.normalize)
     normalize = TensorNormalize(protocol.mean, protocol.std)
     train_normalize = TensorNormalize(protocol.mean, protocol.train_std) if protocol.train_std else normalize
     return Inputs(compose(protocol.test), compose(protocol.train), normalize, train_normalize)

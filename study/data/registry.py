@@ -1,6 +1,8 @@
 """The benchmarks: ``@register_benchmark("name")`` on a factory, ``create_benchmark("name", ...)``."""
 from __future__ import annotations
 
+import inspect
+
 from study.data.benchmark import Benchmark
 from study.registry import Registry
 
@@ -11,7 +13,8 @@ _HOLDS_TEXT: set[str] = set()
 
 def register_benchmark(name: str, *, holds_text: bool = False):
     """``@register_benchmark("name")`` on a factory; ``holds_text``: its splits are sentences (``Sentences``), for a
-    backbone that reads text, not images or vectors."""
+    backbone that reads text, not images or vectors. A factory with an ``input_size`` parameter draws its images
+    at the size a study asks for (``takes_input_size``)."""
     if holds_text:
         _HOLDS_TEXT.add(name)
     return BENCHMARKS.register(name)
@@ -21,10 +24,17 @@ def holds_text(name: str) -> bool:
     return name in _HOLDS_TEXT
 
 
-def create_benchmark(name: str, *, transform=None, cache_dir=None, data_root=None) -> Benchmark:
+def takes_input_size(name: str) -> bool:
+    """Whether benchmark ``name`` draws its images at a size the study sets (``input_size``)."""
+    return "input_size" in inspect.signature(BENCHMARKS.get(name)).parameters
+
+
+def create_benchmark(name: str, *, transform=None, cache_dir=None, data_root=None, input_size=None) -> Benchmark:
     """Build benchmark ``name``; ``transform`` (or a later ``set_transform``) is the backbone's eval transform.
-    ``data_root`` is where data sets on disk live (the embedded benchmark needs none)."""
+    ``data_root`` is where data sets on disk live (the embedded benchmark needs none); ``input_size`` the image
+    side of a benchmark that takes one (None: its own)."""
     options = {"data_root": data_root} if data_root is not None else {}
+    options |= {"input_size": input_size} if input_size is not None else {}
     benchmark = BENCHMARKS.get(name)(cache_dir=cache_dir, **options)
     if transform is not None:
         benchmark.set_transform(transform)

@@ -34,8 +34,9 @@ class LoRA(nn.Module):
             self.down = nn.Linear(base.in_features, rank, bias=False)
             self.up = nn.Linear(rank, base.out_features, bias=False)
         else:
-            self.down = nn.Conv2d(base.in_channels, rank, base.kernel_size, base.stride, base.padding,
-                                  base.dilation, bias=False)
+            # the layer's own class: a TensorFlow-style "same" convolution (timm's Conv2dSame) pads as it does
+            self.down = type(base)(base.in_channels, rank, base.kernel_size, base.stride, base.padding,
+                                   base.dilation, bias=False)
             self.up = nn.Conv2d(rank, base.out_channels, 1, bias=False)
         nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))
         nn.init.zeros_(self.up.weight)

