@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from study.data.custom import FilesSpec, parse_spec
 from study.methods.catalog import METHODS as CATALOG
 
 SEARCH_ALGORITHMS = ("grid", "random", "optuna")
@@ -33,7 +34,7 @@ OPTIMIZERS = ("sgd", "adamw")  # the FT-like methods': SGD with momentum (Kumar 
 TRANSFORMS = ("paper", "backbone")  # the paper's inputs for its benchmarks (study.data.protocol), or the backbone's
 
 _POSITIVE = {"lr", "epochs", "batch_size", "l2", "C", "rank", "scale"}
-_NON_NEGATIVE = {"weight_decay"}
+_NON_NEGATIVE = {"weight_decay", "sp_alpha", "sp_beta", "strength"}
 _BELOW_ONE = {"momentum"}  # SGD's momentum: 0 <= momentum < 1
 
 
@@ -111,8 +112,8 @@ class ResourcesConfig:
 @dataclass(frozen=True)
 class StudyConfig:
     name: str
-    benchmark: str = "glyphs"
-    backbone: str = "glyphnet"
+    benchmark: str = "glyphs"  # a registered name; for the user's own data, its spec's name (``files``)
+    backbone: str = "glyphnet"  # a registered name, timm/ARCH[.TAG], or transformers:FOLDER
     input_size: int | None = None  # the image side a benchmark that takes one (digits) is drawn at; None: its own
     seeds: tuple[int, ...] = (0,)
     methods: dict[str, dict[str, Param]] = field(default_factory=dict)
@@ -134,6 +135,7 @@ class StudyConfig:
     cache_dir: Path | None = None
     tracking_uri: str | None = None
     system_metrics: bool = False  # MLflow's system metrics (CPU, memory, GPU) on the parent run and trial runs
+    files: FilesSpec | None = None  # the user's own data (``benchmark: {images: ...}`` or ``{texts: ...}``)
 
     @property
     def study_dir(self) -> Path:
@@ -156,6 +158,9 @@ class StudyConfig:
                                   for method, params in value.items()}
             elif item.name == "lpft_head":
                 out.update({f"lpft_head_{value[0]}": list(value[1])} if value[1] else {})
+            elif item.name == "files":
+                if value is not None:
+                    out["benchmark"] = value.to_yaml()
             else:
                 out[item.name] = _plain(value)
         return out
@@ -236,15 +241,18 @@ def parse_config(raw: dict) -> StudyConfig:
     mapping leaves out takes the default of its ``StudyConfig`` field."""
     problems: list[str] = []
     check = _Checker(problems)
-    allowed = {item.name for item in fields(StudyConfig)} - {"lpft_head"} | {"lpft_head_l2", "lpft_head_C"}
+    allowed = {item.name for item in fields(StudyConfig)} - {"lpft_head", "files"} | {"lpft_head_l2", "lpft_head_C"}
     check.unknown_keys(raw, allowed, "")
     default = partial(_default, StudyConfig)
     name = check.typed(raw, "name", str, None, required=True)
     if isinstance(name, str) and (not name or any(c in name for c in "/\\ ")):
         problems.append(f"name: {name!r} is not a valid study name; use letters, digits, '-' and '_'")
-    benchmark = check.registered(raw, "benchmark", default("benchmark"), _benchmark_names())
-    backbone = check.registered(raw, "backbone", default("backbone"), _backbone_names())
+    benchmark, files = _parse_benchmark(raw, check)
+    backbone = _parse_backbone(raw, check)
     input_size = check.typed(raw, "input_size", int, default("input_size"))
+    if files is not None and input_size is not None:
+        check.problems.append("input_size: your own data is read at the backbone's input size, or by its "
+                              f"benchmark.{files.kind}.train_transform / test_transform; drop input_size")
     _check_input_size(benchmark, backbone, input_size, check)
     seeds = check.int_list(raw, "seeds", list(default("seeds")))
     search = _parse_search(raw.get("search") or {}, check)
@@ -267,8 +275,8 @@ def parse_config(raw: dict) -> StudyConfig:
         problems.append("max_failures: must be 0 or more (retries of a failed trial from its last checkpoint)")
     texts = {key: check.typed(raw, key, str, default(key))
              for key in ("storage", "data_root", "backbone_weights", "cache_dir", "tracking_uri")}
-    _check_pairing(benchmark, backbone, check)
-    if texts["backbone_weights"] is not None and backbone in _backbone_names():
+    _check_pairing(benchmark, backbone, check, files)
+    if texts["backbone_weights"] is not None and _known_backbone(backbone):
         _check_takes_weights(backbone, check)
     results_dir = Path(check.typed(raw, "results_dir", str, str(default("results_dir"))))
     system_metrics = check.typed(raw, "system_metrics", bool, default("system_metrics"))
@@ -279,7 +287,36 @@ def parse_config(raw: dict) -> StudyConfig:
                        lpft_head=(head_kind, head_values), wise_alphas=wise_alphas, **choices, search=search,
                        resources=resources, max_failures=max_failures, results_dir=results_dir,
                        **{**texts, "cache_dir": Path(texts["cache_dir"]) if texts["cache_dir"] else None},
-                       system_metrics=system_metrics)
+                       system_metrics=system_metrics, files=files)
+
+
+def _parse_benchmark(raw: dict, check: "_Checker") -> tuple[str, FilesSpec | None]:
+    """A registered benchmark's name, or the user's own data (``{images: ...}``, ``{texts: ...}``): its name and
+    spec."""
+    value = raw.get("benchmark")
+    if isinstance(value, dict):
+        spec = parse_spec(value, check.problems)
+        if spec is not None and spec.name in _benchmark_names():
+            check.problems.append(f"benchmark.{spec.kind}.name: {spec.name!r} is a registered benchmark's name; give "
+                                  "your data another")
+        return (spec.name, spec) if spec else ("invalid", None)
+    return check.registered(raw, "benchmark", _default(StudyConfig, "benchmark"), _benchmark_names()), None
+
+
+def _parse_backbone(raw: dict, check: "_Checker") -> str:
+    """A registered backbone's name, or a model of the user's (``timm/ARCH``, ``{transformers: FOLDER}``)."""
+    from study.models.custom import parse_backbone
+
+    own = parse_backbone(raw.get("backbone"), check.problems)
+    if own is not None:
+        return own
+    return check.registered(raw, "backbone", _default(StudyConfig, "backbone"), _backbone_names())
+
+
+def _known_backbone(name: str) -> bool:
+    from study.models.custom import is_custom
+
+    return name in _backbone_names() or is_custom(name)
 
 
 def _benchmark_names() -> list[str]:
@@ -294,20 +331,24 @@ def _backbone_names() -> list[str]:
     return list_backbones()
 
 
-def _check_pairing(benchmark: str, backbone: str, check: "_Checker") -> None:
+def _check_pairing(benchmark: str, backbone: str, check: "_Checker", files: FilesSpec | None = None) -> None:
     """A text benchmark needs a backbone that reads text, and an image benchmark one that reads images."""
-    from study.data.registry import holds_text
+    from study.data.registry import holds_text as registered_text
     from study.models.registry import reads_text
 
-    if benchmark not in _benchmark_names() or backbone not in _backbone_names():
+    if (benchmark not in _benchmark_names() and files is None) or not _known_backbone(backbone):
         return
+    def holds_text(name: str) -> bool:
+        return files.kind == "texts" if files is not None else registered_text(name)
+
     if holds_text(benchmark) != reads_text(backbone):
         kinds = {True: "sentences", False: "images (or vectors)"}
-        texts = [name for name in _benchmark_names() if holds_text(name)]
+        texts = [name for name in _benchmark_names() if registered_text(name)]
         readers = [name for name in _backbone_names() if reads_text(name)]
         check.problems.append(f"backbone: {backbone} reads {kinds[reads_text(backbone)]} but benchmark {benchmark} "
                               f"holds {kinds[holds_text(benchmark)]}; pair the text benchmarks ({', '.join(texts)}) "
-                              f"with {', '.join(readers)}, and the other benchmarks with the other backbones")
+                              f"with {', '.join(readers)} or {{transformers: FOLDER}}, and the other benchmarks with the other "
+                              "backbones")
 
 
 def _check_input_size(benchmark: str, backbone: str, size: int | None, check: "_Checker") -> None:
@@ -318,7 +359,7 @@ def _check_input_size(benchmark: str, backbone: str, size: int | None, check: "_
     from study.data.registry import BENCHMARKS, takes_input_size
     from study.models.registry import min_input_size
 
-    if benchmark not in _benchmark_names() or backbone not in _backbone_names():
+    if benchmark not in _benchmark_names() or not _known_backbone(backbone):
         return
     if not takes_input_size(benchmark):
         if size is not None:
@@ -525,6 +566,10 @@ def _parse_distribution(value: dict, kind: type, where: str, check: _Checker) ->
 
 
 def _coerce(value: Any, kind: type, where: str, check: _Checker):
+    if isinstance(kind, tuple):  # one of a few names (a catalog ``Choice``)
+        if value not in kind:
+            check.problems.append(f"{where}: {value!r} is not one of {', '.join(kind)}")
+        return value
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         value = float(value)
     elif kind is float and isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string

@@ -51,13 +51,18 @@ def schema(table: str = TABLE_DIR) -> pa.Schema:
     hparams = {name: kind for method in METHODS.values() for name, (kind, _) in method.params.items()}
     identity = [("study", pa.string()), ("trial_id", pa.string()), ("stage", pa.string()), ("method", pa.string()),
                 ("seed", pa.int64()),
-                *((name, pa.int64() if kind is int else pa.float64()) for name, kind in hparams.items()),
+                *((name, _arrow_type(kind)) for name, kind in hparams.items()),
                 ("epoch", pa.int64())]
     if table == WISE_TABLE_DIR:
         return pa.schema([*identity, ("alpha", pa.float64()), ("split", pa.string()), ("accuracy", pa.float64()),
                           ("mse", pa.float64())])
     measures = [(name, pa.list_(pa.float64()) if name in _LISTS else pa.float64()) for name in _MEASURES]
     return pa.schema([*identity, ("split", pa.string()), *measures, ("outcome", pa.string())])
+
+
+def _arrow_type(kind) -> pa.DataType:
+    """A hyper-parameter's column type: integers, floats, or names (a catalog ``Choice``)."""
+    return pa.int64() if kind is int else pa.float64() if kind is float else pa.string()
 
 
 def rows_from_report(report: dict, **identity) -> list[dict]:

@@ -48,7 +48,14 @@ def test_a_new_method_is_one_catalog_entry_and_its_function(new_method, small_gl
 
 def test_every_method_says_what_its_trials_need():
     assert [name for name, method in METHODS.items() if not method.trains_encoder] == ["lp"]
-    assert {name for name, method in METHODS.items() if method.lp_first} == {"lpft", "lplora"}
+    assert {name for name, method in METHODS.items() if method.lp_first} == {"lpft", "lplora", "lpl2sp", "lpspd",
+                                                                             "lpdora"}
+    for name in (name for name, method in METHODS.items() if method.lp_first):
+        base = METHODS[name[2:]]
+        assert base.params.keys() == METHODS[name].params.keys() and not base.lp_first, f"{name} is {base.name} from LP"
     assert len({method.colour for method in METHODS.values()}) == len(METHODS), "one colour each in the figures"
-    with pytest.raises(ValueError, match="methods.nope: unknown method; choose from lp, ft, lpft, lora, lplora"):
+    with pytest.raises(ValueError, match="methods.nope: unknown method; choose from lp, ft, lpft, lora, lplora, "
+                                         "l2sp, "):
         parse_config({"name": "x", "methods": {"nope": {}}})
+    with pytest.raises(ValueError, match="methods.surgical.blocks: 'top' is not one of first, middle, last"):
+        parse_config({"name": "x", "methods": {"surgical": {"blocks": ["last", "top"]}}})

@@ -117,8 +117,8 @@ def test_console_script_prints_no_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        "error: methods: expected a mapping of one or more of lp, ft, lpft, lora, lplora, e.g. "
-        "`methods: {ft: {lr: [0.01]}}`"]
+        f"error: methods: expected a mapping of one or more of {', '.join(METHODS)}, e.g. `methods: {{ft: {{lr: "
+        "[0.01]}}}}`"]
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "search_spaces").rglob("*.yaml")), ids=lambda p: p.stem)

@@ -22,7 +22,8 @@ class Benchmark:
     predictions are restricted to. ``train_transform`` is what training sees of the train split (None: the same
     transform as every other split). ``task`` is ``classification`` or ``regression`` (float labels, one output:
     the theory's toy with the squared loss; its ``classes`` name that output). ``source`` is the folder its files
-    were read from, or ``GENERATED``.
+    were read from, or ``GENERATED``. ``protocol``: the transforms a study file gave its own data, if any (else the
+    paper's for its benchmarks, or the backbone's).
     """
 
     name: str
@@ -34,6 +35,7 @@ class Benchmark:
     train_transform: Callable | None = None
     task: str = "classification"
     source: str = GENERATED
+    protocol: object | None = None  # its own train and test transforms (a ``study.data.protocol.Protocol``), if any
 
     def set_transform(self, transform: Callable | None, train: Callable | None = None) -> None:
         """Make every split apply ``transform`` (the evaluation transform: uint8 images in, uint8 images out) to its

@@ -31,7 +31,7 @@ def _resize(size, interpolation: str = "bilinear"):
     return v2.Resize(size, interpolation=InterpolationMode(interpolation), antialias=True)
 
 
-_STEPS: dict[str, Callable] = {
+STEPS: dict[str, Callable] = {
     "resize": _resize,
     "center_crop": v2.CenterCrop,
     "random_crop": v2.RandomCrop,
@@ -42,7 +42,7 @@ _STEPS: dict[str, Callable] = {
 
 def compose(steps: tuple[Step, ...]) -> v2.Compose | None:
     """The steps as one uint8-in, uint8-out transform (None: no steps)."""
-    return v2.Compose([_STEPS[name](*args) for name, *args in steps]) if steps else None
+    return v2.Compose([STEPS[name](*args) for name, *args in steps]) if steps else None
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,11 @@ class Inputs:
         return f"{self.test!r}|{self.normalize!r}"
 
 
-def inputs_for(benchmark: str, backbone, transforms: str = "paper") -> Inputs:
+def inputs_for(benchmark: str, backbone, transforms: str = "paper", protocol: Protocol | None = None) -> Inputs:
     """The inputs of ``benchmark`` (a name) for ``backbone`` (a ``Backbone``): the paper's protocol where it has one
-    and ``transforms`` is "paper", else the backbone's own transform and normalisation, without augmentation."""
-    protocol = PROTOCOLS.get(benchmark) if transforms == "paper" else None
+    (or the benchmark's own ``protocol``: a study file's transforms) and ``transforms`` is "paper", else the
+    backbone's own transform and normalisation, without augmentation."""
+    protocol = (protocol or PROTOCOLS.get(benchmark)) if transforms == "paper" else None
     if protocol is None:
         return Inputs(backbone.transform, backbone.transform, backbone.normalize, backbone.normalize)
     if protocol.mean is None:

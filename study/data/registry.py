@@ -29,10 +29,19 @@ def takes_input_size(name: str) -> bool:
     return "input_size" in inspect.signature(BENCHMARKS.get(name)).parameters
 
 
-def create_benchmark(name: str, *, transform=None, cache_dir=None, data_root=None, input_size=None) -> Benchmark:
+def create_benchmark(name: str, *, transform=None, cache_dir=None, data_root=None, input_size=None,
+                     files=None) -> Benchmark:
     """Build benchmark ``name``; ``transform`` (or a later ``set_transform``) is the backbone's eval transform.
     ``data_root`` is where data sets on disk live (the embedded benchmark needs none); ``input_size`` the image
-    side of a benchmark that takes one (None: its own)."""
+    side of a benchmark that takes one (None: its own); ``files``: the study file's own data (a
+    ``study.data.custom.FilesSpec``, named ``name``) instead of a registered benchmark."""
+    if files is not None:
+        from study.data.custom import build
+
+        benchmark = build(files, data_root)
+        if transform is not None:
+            benchmark.set_transform(transform)
+        return benchmark
     options = {"data_root": data_root} if data_root is not None else {}
     options |= {"input_size": input_size} if input_size is not None else {}
     benchmark = BENCHMARKS.get(name)(cache_dir=cache_dir, **options)

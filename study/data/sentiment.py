@@ -56,11 +56,11 @@ class SentimentRecipe:
     min_mean: float = 1.0
     min_agreeing: int = 8
     id_words_per_class: int = 150
-    train: int = 600
-    id_val: int = 150
-    id_test: int = 300
-    ood_val: int = 100
-    ood_test: int = 200
+    train: int = 400
+    id_val: int = 100
+    id_test: int = 200
+    ood_val: int = 60
+    ood_test: int = 150
     seed: int = 0
 
 

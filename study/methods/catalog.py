@@ -21,9 +21,10 @@ from study.data import Benchmark, Pipeline
 from study.methods.evaluation import EpochResult
 from study.methods.features import Features
 from study.methods.ft import fine_tune
-from study.methods.lora import lora_ft
+from study.methods.lora import add_lora
 from study.methods.lp import linear_probe, to_l2
-from study.methods.lpft import lp_ft
+from study.methods.lpft import install_lp_head
+from study.methods.parts import BLOCK_GROUPS, L2SP, freeze_embedding, train_only_biases, train_only_blocks
 
 
 @dataclass(frozen=True)
@@ -68,33 +69,99 @@ def _lp(setup: Setup, *, l2: float | None = None, C: float | None = None) -> Ite
                         class_subsets=setup.data.class_subsets, task=setup.data.task)
 
 
-def _ft(setup: Setup, **hparams) -> Iterator[EpochResult]:
-    return fine_tune(setup.model, setup.pipeline, **hparams, **setup.training)
+Part = Callable[[nn.Module, dict], dict]  # (model, the trial's hyper-parameters: it pops its own) -> options
 
 
-def _lora(setup: Setup, **hparams) -> Iterator[EpochResult]:
-    return lora_ft(setup.model, setup.pipeline, **hparams, **setup.training)
+def lora(model: nn.Module, hparams: dict) -> dict:
+    """LoRA adapters on the frozen encoder; batch norm frozen too."""
+    add_lora(model, rank=hparams.pop("rank"), scale=hparams.pop("scale"))
+    return {"freeze_bn": True}
 
 
-def _lpft(setup: Setup, **hparams) -> Iterator[EpochResult]:
-    """LP-FT, and LP-LoRA when ``hparams`` hold a LoRA rank and scale."""
-    return lp_ft(setup.model, setup.pipeline, setup.features, head_l2=to_l2(*setup.head, setup.features),
-                 features_file=setup.features_file, **hparams, **setup.training)
+def dora(model: nn.Module, hparams: dict) -> dict:
+    """DoRA adapters (LoRA's update as a direction, with a trained magnitude per unit); batch norm frozen."""
+    add_lora(model, rank=hparams.pop("rank"), scale=hparams.pop("scale"), dora=True)
+    return {"freeze_bn": True}
+
+
+def l2sp(model: nn.Module, hparams: dict) -> dict:
+    """The loss pulls the encoder toward its pretrained weights and the head toward zero."""
+    return {"penalty": L2SP(model, alpha=hparams.pop("sp_alpha"), beta=hparams.pop("sp_beta"))}
+
+
+def spd(model: nn.Module, hparams: dict) -> dict:
+    """Adam with selective projection decay toward the starting weights."""
+    return {"optimizer": "spd", "strength": hparams.pop("strength")}
+
+
+def embedding_frozen(model: nn.Module, hparams: dict) -> dict:
+    freeze_embedding(model)
+    return {}
+
+
+def surgical(model: nn.Module, hparams: dict) -> dict:
+    train_only_blocks(model, hparams.pop("blocks"))
+    return {}
+
+
+def biases(model: nn.Module, hparams: dict) -> dict:
+    train_only_biases(model)
+    return {}
+
+
+def fine_tuning(*parts: Part, lp_first: bool = False) -> Callable[..., Iterator[EpochResult]]:
+    """A method's trial function: ``fine_tune`` after its ``parts`` (which tensors train, which optimizer, which
+    extra loss term), from the LP head where ``lp_first`` (then with batch norm frozen, LP-FT's rule)."""
+    def run(setup: Setup, **hparams) -> Iterator[EpochResult]:
+        model, options, extras = setup.model, dict(setup.training), {}
+        if lp_first:
+            extras["lp_l2"] = install_lp_head(model, setup.features, to_l2(*setup.head, setup.features),
+                                              setup.data.num_classes, features_file=setup.features_file,
+                                              device=setup.pipeline.device, task=setup.data.task)
+            options["freeze_bn"] = True
+        for part in parts:
+            options.update(part(model, hparams))
+        return fine_tune(model, setup.pipeline, **hparams, **options, extras=extras)
+
+    return run
+
+
+def variant(name: str, label: str, colour: str, params: dict, *parts: Part, lp_first: bool = False) -> Method:
+    """The catalog entry of a fine-tuning method made of ``parts``."""
+    return Method(name, label, colour, params, trains_encoder=True, lp_first=lp_first,
+                  run=fine_tuning(*parts, lp_first=lp_first))
+
+
+class Choice(tuple):
+    """A hyper-parameter that takes one of a few names (surgical fine-tuning's block group)."""
+
+    def __call__(self, value) -> str:
+        return str(value)
 
 
 _SGD = {"lr": (float, 0.01), "epochs": (int, 10), "batch_size": (int, 64), "momentum": (float, 0.9),
         "weight_decay": (float, 0.0)}  # weight_decay: FT's L2 strength
 _LORA = {"rank": (int, 4), "scale": (float, 1.0)}  # a rank-``rank`` update of every encoder layer, times ``scale``
+_LP_LR = {"lr": (float, 0.001)}  # from the LP head: a smaller step, as the paper's grids
+_L2SP = {"sp_alpha": (float, 0.01), "sp_beta": (float, 0.01)}  # Li et al.'s alpha (to w0) and beta (the head)
+_SPD = {"lr": (float, 1e-3), "epochs": (int, 10), "batch_size": (int, 64), "strength": (float, 1.0)}  # Adam's
 
 METHODS: dict[str, Method] = {method.name: method for method in (
     Method("lp", "LP", "tab:blue", {"l2": (float, 1e-3), "C": (float, None)}, trains_encoder=False,
            lp_first=False, run=_lp),
-    Method("ft", "FT", "tab:red", _SGD, trains_encoder=True, lp_first=False, run=_ft),
-    Method("lpft", "LP-FT", "tab:green", {**_SGD, "lr": (float, 0.001)}, trains_encoder=True, lp_first=True,
-           run=_lpft),
-    Method("lora", "LoRA", "tab:orange", {**_SGD, **_LORA}, trains_encoder=True, lp_first=False, run=_lora),
-    Method("lplora", "LP-LoRA", "tab:purple", {**_SGD, "lr": (float, 0.001), **_LORA}, trains_encoder=True,
-           lp_first=True, run=_lpft),
+    variant("ft", "FT", "tab:red", _SGD),
+    variant("lpft", "LP-FT", "tab:green", {**_SGD, **_LP_LR}, lp_first=True),
+    variant("lora", "LoRA", "tab:orange", {**_SGD, **_LORA}, lora),
+    variant("lplora", "LP-LoRA", "tab:purple", {**_SGD, **_LP_LR, **_LORA}, lora, lp_first=True),
+    variant("l2sp", "L2-SP", "tab:brown", {**_SGD, **_L2SP}, l2sp),
+    variant("lpl2sp", "LP-L2-SP", "tab:pink", {**_SGD, **_LP_LR, **_L2SP}, l2sp, lp_first=True),
+    variant("freeze_embed", "freeze-embed", "tab:gray", _SGD, embedding_frozen),
+    variant("surgical", "surgical FT", "tab:olive", {**_SGD, "blocks": (Choice(BLOCK_GROUPS), "last")}, surgical),
+    variant("bitfit", "BitFit", "tab:cyan", _SGD, biases),
+    variant("spd", "SPD", "navy", _SPD, spd),
+    variant("lpspd", "LP-SPD", "teal", {**_SPD, "lr": (float, 1e-4)}, spd, lp_first=True),
+    variant("dora", "DoRA", "gold", {**_SGD, **_LORA}, dora),
+    variant("lpdora", "LP-DoRA", "crimson", {**_SGD, **_LP_LR, **_LORA}, dora, lp_first=True),
 )}
 
 

@@ -74,7 +74,7 @@ def prepare_features(benchmark: Benchmark, backbone: str, *, transforms: str = "
     start = time.perf_counter()
     encoder = create_backbone(backbone, num_classes=benchmark.num_classes, cache_dir=cache_dir, progress=progress,
                               weights=weights)
-    inputs = inputs_for(benchmark.name, encoder, transforms)
+    inputs = inputs_for(benchmark.name, encoder, transforms, benchmark.protocol)
     file = feature_file(encoder, benchmark, inputs, cache_dir)
     extracted = not file.exists()
     cached_features(encoder, benchmark, inputs, cache_dir=cache_dir, device=device, num_workers=num_workers,

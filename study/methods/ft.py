@@ -8,7 +8,7 @@ every global batch of ``batch_size`` examples and scores its share of every spli
 from __future__ import annotations
 
 from functools import partial
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -17,13 +17,25 @@ from study.data import TRAIN, Pipeline
 from study.methods.distributed import all_reduce_sum, data_parallel, rank_and_world
 from study.methods.evaluation import EpochResult, Scoring, check_finite, prepare_model
 from study.methods.metrics import training_loss
+from study.methods.spd import SelectiveProjectionDecay
 from study.methods.wise import snapshot, wise_curve
 
 
-def fine_tune(model: nn.Module, data: Pipeline, *, lr: float, epochs: int, batch_size: int, momentum: float,
-              weight_decay: float, seed: int = 0, freeze_bn: bool = False, resume: dict | None = None,
+def make_optimizer(kind: str, parameters: list, *, lr: float, momentum: float, weight_decay: float,
+                   strength: float = 0.0) -> torch.optim.Optimizer:
+    """SGD with momentum (``sgd``), AdamW (``adamw``), or Adam with selective projection decay (``spd``)."""
+    if kind == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    if kind == "spd":
+        return SelectiveProjectionDecay(parameters, lr=lr, strength=strength)
+    return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def fine_tune(model: nn.Module, data: Pipeline, *, lr: float, epochs: int, batch_size: int, momentum: float = 0.0,
+              weight_decay: float = 0.0, seed: int = 0, freeze_bn: bool = False, resume: dict | None = None,
               extras: dict | None = None, scoring: Scoring = Scoring(), precision: str = "fp32",
-              schedule: str = "epoch", optimizer: str = "sgd") -> Iterator[EpochResult]:
+              schedule: str = "epoch", optimizer: str = "sgd", strength: float = 0.0,
+              penalty: Callable[[nn.Module], torch.Tensor] | None = None) -> Iterator[EpochResult]:
     """Fine-tune ``model`` (its head already set) for ``epochs`` epochs on ``data`` (its device, its workers),
     yielding one result per epoch.
 
@@ -37,7 +49,9 @@ def fine_tune(model: nn.Module, data: Pipeline, *, lr: float, epochs: int, batch
     ``schedule``: the cosine learning-rate schedule stepped once per epoch over ``epochs`` (the official code's
     ``CosineAnnealingLR(T_max=epochs)``: epoch 1 at ``lr``), or per batch (``"step"``) over every step.
     ``optimizer``: SGD with ``momentum`` (Kumar et al.'s), or AdamW (``"adamw"``: Tomihari & Sato's, for language
-    models; ``momentum`` unused), both with ``weight_decay``.
+    models; ``momentum`` unused), both with ``weight_decay``; or ``"spd"``, Adam with selective projection decay of
+    ``strength`` toward the starting weights (``study.methods.spd``). ``penalty(model)``, if given, is added to the
+    training loss (L2-SP's distance to the pretrained weights: ``study.methods.parts``).
     """
     extras = dict(extras or {})
     rank, world = rank_and_world()
@@ -53,8 +67,8 @@ def fine_tune(model: nn.Module, data: Pipeline, *, lr: float, epochs: int, batch
     start_weights = snapshot(model) if scoring.wise_alphas else None  # before a resume overwrites them
     scored_ends = {}  # WiSE-FT's alpha 0 is the start and alpha 1 the final model: their scores are reused
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    optimizer = (torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay) if optimizer == "adamw" else
-                 torch.optim.SGD(trainable, lr=lr, momentum=momentum, weight_decay=weight_decay))
+    optimizer = make_optimizer(optimizer, trainable, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                               strength=strength)
     per_step = schedule == "step"
     cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer,
                                                         T_max=epochs * steps_per_epoch if per_step else epochs)
@@ -81,7 +95,7 @@ def fine_tune(model: nn.Module, data: Pipeline, *, lr: float, epochs: int, batch
             with autocast:
                 loss = training_loss(data.benchmark.task, trained(images).float(), labels)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss + penalty(model) if penalty is not None else loss).backward()
             optimizer.step()
             if per_step:
                 cosine.step()

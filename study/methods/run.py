@@ -39,7 +39,7 @@ def run_method(method: str, hparams: dict, *, data: Benchmark, features_file: st
     if entry.trains_encoder:
         torch.manual_seed(seed)
         encoder = create_backbone(backbone, num_classes=data.num_classes, cache_dir=cache_dir, weights=weights)
-        inputs = inputs_for(data.name, encoder, transforms)
+        inputs = inputs_for(data.name, encoder, transforms, data.protocol)
         data.set_transform(inputs.test, train=inputs.train)
         pipeline = Pipeline(data, device=device, normalize=inputs.normalize, train_normalize=inputs.train_normalize,
                             num_workers=num_workers, shard=rank_and_world())

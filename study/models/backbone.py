@@ -1,11 +1,15 @@
 """What every backbone is: a timm-style model, its input transform and normalisation, and a fingerprint for caches."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
+
+from study.cache import content_hash
 
 
 @dataclass
@@ -37,3 +41,21 @@ class Backbone:
 def features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """The penultimate features a linear probe is trained on."""
     return model.forward_head(model.forward_features(images), pre_logits=True)
+
+
+class WeightsError(FileNotFoundError):
+    """A backbone's weights file is missing or is not the checkpoint it should be (one line: path and fix)."""
+
+
+def weights_fingerprint(name: str, weights: str | os.PathLike | None) -> str:
+    if weights is None:
+        return content_hash(name, "hub")
+    stat = Path(weights).stat()
+    return content_hash(name, str(Path(weights).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def require_file(path: str | os.PathLike, what: str, source: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weights file ({what} expected); get it from {source}")
+    return path

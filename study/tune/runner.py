@@ -22,6 +22,7 @@ from study.config import StudyConfig
 from study.data import Benchmark, create_benchmark
 from study.methods.catalog import METHODS as CATALOG
 from study.models import check_backbone
+from study.models import custom as custom_backbones
 from study.models.pretrained import require_weights
 from study.preflight import PreflightError, check_gpus, check_machine, tracking_problem
 from study.results import SEARCH, read_table, read_trial_outcome, read_wise_table, table_dir
@@ -44,7 +45,11 @@ class NothingToResume(FileNotFoundError):
 def absolute(study: StudyConfig) -> StudyConfig:
     """Trials run in other folders (and on other nodes): make every path absolute first, and name the tracking
     store the study uses (so ``config.yaml`` names it too, and a resumed study finds it)."""
-    study = dataclasses.replace(study, results_dir=study.results_dir.resolve(), cache_dir=cache_root(study.cache_dir))
+    study = dataclasses.replace(study, results_dir=study.results_dir.resolve(), cache_dir=cache_root(study.cache_dir),
+                                backbone=custom_backbones.absolute(study.backbone))
+    if study.files is not None:  # the user's data: its root as an absolute path
+        study = dataclasses.replace(study, files=study.files.with_root(
+            str(Path(study.files.root or study.data_root or ".").expanduser().resolve())))
     return dataclasses.replace(study, tracking_uri=tracking_uri(study))
 
 
@@ -53,10 +58,10 @@ def check_inputs(study: StudyConfig) -> Benchmark:
     file stop the study before Ray starts or anything is written. The backbone itself is only read by the
     extraction task (``study.tune.prepare``)."""
     benchmark = create_benchmark(study.benchmark, cache_dir=study.cache_dir, data_root=study.data_root,
-                                 input_size=study.input_size)
-    check_backbone(study.backbone, cache_dir=study.cache_dir)
+                                 input_size=study.input_size, files=study.files)
     if study.backbone_weights is not None:
         require_weights(study.backbone, study.backbone_weights)
+    check_backbone(study.backbone, cache_dir=study.cache_dir, weights=study.backbone_weights)
     return benchmark
 
 
