@@ -4,6 +4,7 @@
     study run search_spaces/smoke.yaml --set seeds=[0,1] --name smoke2
     study resume results/quickstart                  continue a study whose driver stopped (crash, Ctrl-C, preemption)
     study confirm results/quickstart --seeds 5       rerun each method's selected configuration on 5 new seeds
+    study soup results/methods                       the uniform and greedy soups of each method's trials
     study report results/quickstart                  redraw the report (tables, figures, report.html), no rerun
     study report results/quickstart --json           the same as one JSON object
 """
@@ -123,6 +124,13 @@ def _mlflow_ui_command(study) -> str:
     return f"mlflow ui --backend-store-uri {uri}"
 
 
+def _soup(args) -> int:
+    from study.tune.runner import soup_study
+
+    folder = _study_folder(args)
+    return _until_report(lambda: soup_study(folder, progress=not args.no_progress), args)
+
+
 def _report(args) -> int:
     from study.config import ConfigError
     from study.preflight import PreflightError
@@ -193,6 +201,19 @@ def parser() -> argparse.ArgumentParser:
     confirm.add_argument("--json", action="store_true", help="print the report as one JSON object")
     confirm.add_argument("--no-progress", action="store_true", help="no progress bars")
     confirm.set_defaults(command=_confirm)
+
+    soup = commands.add_parser("soup", help="cook the uniform and greedy soups of a finished study's trials",
+                               description="Average the final weights of each fine-tuning method's trials that share a "
+                                           "starting point (same method, seed and structure): the uniform soup of "
+                                           "all of them, and the greedy soup (sorted by ID-val accuracy, each added "
+                                           "only if the soup's ID val does not fall); score both on every split, "
+                                           "write soups.parquet and report the study again, the soups as rows of "
+                                           "their own. Nothing is retrained. (`soups: true` in a study file does "
+                                           "this after its sweep.)")
+    soup.add_argument("study_dir", help="a study folder, e.g. results/methods")
+    soup.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    soup.add_argument("--no-progress", action="store_true", help="no progress bars")
+    soup.set_defaults(command=_soup)
 
     report = commands.add_parser("report", help="redraw a study's report from its results tables",
                                  description="Read <study dir>/results.parquet (and wise.parquet), select by ID val "

@@ -78,6 +78,15 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
+class SelectionConfig:
+    """The selection rules' settings: the small-OOD-val rule reads ``small_ood_k`` labelled examples per class of
+    each OOD val split, drawn by ``seed``."""
+
+    small_ood_k: int = 16
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class ResourcesConfig:
     """What each trial reserves on the Ray cluster.
 
@@ -121,11 +130,13 @@ class StudyConfig:
     # WiSE-FT's interpolations between the starting and the fine-tuned weights, scored after an FT-like trial's
     # last epoch.
     wise_alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    soups: bool = False  # after the sweep: each fine-tuning method's uniform and greedy soups (``study soup``)
     precision: str = "fp32"  # FT-like training: fp32, or bf16 autocast (for GPUs)
     schedule: str = "epoch"
     optimizer: str = "sgd"
     transforms: str = "paper"
     search: SearchConfig = SearchConfig()
+    selection: SelectionConfig = SelectionConfig()
     resources: ResourcesConfig = ResourcesConfig()
     max_failures: int = 2
     results_dir: Path = Path("results")
@@ -184,7 +195,7 @@ class StudyConfig:
 
 def _plain(value):
     """A config value as YAML-able plain data."""
-    if isinstance(value, (SearchConfig, ResourcesConfig)):
+    if isinstance(value, (SearchConfig, SelectionConfig, ResourcesConfig)):
         return {item.name: getattr(value, item.name) for item in fields(value)}
     if isinstance(value, tuple):
         return list(value)
@@ -256,6 +267,7 @@ def parse_config(raw: dict) -> StudyConfig:
     _check_input_size(benchmark, backbone, input_size, check)
     seeds = check.int_list(raw, "seeds", list(default("seeds")))
     search = _parse_search(raw.get("search") or {}, check)
+    selection = _parse_selection(raw.get("selection") or {}, check)
     methods = _parse_methods(raw.get("methods"), search, check)
     head_kind, head_values = _parse_head_strength(raw, methods, check)
     wise_alphas = _parse_wise_alphas(raw.get("wise_alphas", list(default("wise_alphas"))), check)
@@ -280,14 +292,16 @@ def parse_config(raw: dict) -> StudyConfig:
         _check_takes_weights(backbone, check)
     results_dir = Path(check.typed(raw, "results_dir", str, str(default("results_dir"))))
     system_metrics = check.typed(raw, "system_metrics", bool, default("system_metrics"))
+    soups = check.typed(raw, "soups", bool, default("soups"))
     if problems:
         raise ConfigError(problems)
     return StudyConfig(name=name, benchmark=benchmark, backbone=backbone, input_size=input_size, seeds=tuple(seeds),
                        methods=methods,
                        lpft_head=(head_kind, head_values), wise_alphas=wise_alphas, **choices, search=search,
+                       selection=selection,
                        resources=resources, max_failures=max_failures, results_dir=results_dir,
                        **{**texts, "cache_dir": Path(texts["cache_dir"]) if texts["cache_dir"] else None},
-                       system_metrics=system_metrics, files=files)
+                       system_metrics=system_metrics, files=files, soups=soups)
 
 
 def _parse_benchmark(raw: dict, check: "_Checker") -> tuple[str, FilesSpec | None]:
@@ -446,6 +460,18 @@ def _parse_search(raw: Any, check: _Checker) -> SearchConfig:
     if search.num_samples < 1:
         check.problems.append("search.num_samples: must be at least 1")
     return search
+
+
+def _parse_selection(raw: Any, check: _Checker) -> SelectionConfig:
+    if not isinstance(raw, dict):
+        check.problems.append(f"selection: expected a mapping, e.g. {{small_ood_k: 16}}, got {raw!r}")
+        return SelectionConfig()
+    check.unknown_keys(raw, {f.name for f in fields(SelectionConfig)}, "selection.")
+    values = {f.name: check.typed(raw, f.name, int, f.default, prefix="selection.") for f in fields(SelectionConfig)}
+    if values["small_ood_k"] < 1:
+        check.problems.append(f"selection.small_ood_k: must be at least 1 (labelled OOD examples per class), got "
+                              f"{values['small_ood_k']}")
+    return SelectionConfig(**values)
 
 
 def _parse_resources(raw: Any, check: _Checker) -> ResourcesConfig:

@@ -35,8 +35,9 @@ def encode(splits: dict[str, dict[str, float]], train_loss: float | None, extras
 
 def metrics(report: dict, scalars_only: bool = False) -> dict:
     """The study's own metrics among a Ray result's keys (Ray adds its own, none with a '/'); the reliability bins
-    are lists, which MLflow (``scalars_only``) does not take."""
-    kinds = (int, float) if scalars_only else (int, float, list)
+    (lists) and the OOD val splits' per-example correctness (text) are not scalars, which MLflow
+    (``scalars_only``) takes only."""
+    kinds = (int, float) if scalars_only else (int, float, list, str)
     return {name: value for name, value in report.items() if "/" in name and isinstance(value, kinds)}
 
 

@@ -38,8 +38,9 @@ TABLE_DIR = "results.parquet"
 WISE_TABLE_DIR = "wise.parquet"
 METRIC_COLUMNS = {"acc": "accuracy"}
 _MEASURES = ("accuracy", "loss", "ece", "brier", "reliability", "loss_ts", "ece_ts", "brier_ts", "reliability_ts",
-             "temperature", "mse", "feature_change", "feature_cosine", "head_norm", "lp_l2")
+             "temperature", "mse", "feature_change", "feature_cosine", "head_norm", "lp_l2", "correct")
 _LISTS = {"reliability", "reliability_ts"}
+_TEXTS = {"correct"}  # an OOD val split's per-example correctness, packed (``study.methods.metrics.pack_correct``)
 
 
 class TableDamaged(ValueError):
@@ -56,7 +57,8 @@ def schema(table: str = TABLE_DIR) -> pa.Schema:
     if table == WISE_TABLE_DIR:
         return pa.schema([*identity, ("alpha", pa.float64()), ("split", pa.string()), ("accuracy", pa.float64()),
                           ("mse", pa.float64())])
-    measures = [(name, pa.list_(pa.float64()) if name in _LISTS else pa.float64()) for name in _MEASURES]
+    measures = [(name, pa.list_(pa.float64()) if name in _LISTS else pa.string() if name in _TEXTS else
+                 pa.float64()) for name in _MEASURES]
     return pa.schema([*identity, ("split", pa.string()), *measures, ("outcome", pa.string())])
 
 
@@ -167,3 +169,20 @@ def hparam_columns(table: pd.DataFrame) -> list[str]:
     """The table's hyper-parameter columns (every name a method's search space can hold)."""
     names = {name for method in METHODS.values() for name in method.params}
     return [column for column in table.columns if column in names]
+
+
+SOUPS_FILE = "soups.parquet"  # the soups cooked from a sweep (``study.tune.soups``): one row per soup and split
+
+
+def write_soups(study_dir: Path, rows: pd.DataFrame) -> Path:
+    """``soups.parquet`` in the study folder, written under a temporary name and renamed (never half-written)."""
+    path = Path(study_dir) / SOUPS_FILE
+    partial = path.with_name(path.name + f".{os.getpid()}.partial")
+    rows.to_parquet(partial, index=False)
+    os.replace(partial, path)
+    return path
+
+
+def read_soups(study_dir: Path) -> pd.DataFrame | None:
+    path = Path(study_dir) / SOUPS_FILE
+    return pd.read_parquet(path) if path.is_file() else None

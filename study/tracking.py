@@ -193,6 +193,8 @@ class StudyTracker:
                 return runs
 
     def log_answer(self, report: dict) -> None:
+        from study.analysis.report import describe_choice
+
         """The study's answer on its parent run, as columns of the MLflow UI's runs table: per selection rule and
         method, the chosen configuration and epoch as a tag (``selected.<rule>.<method>``) and its mean ID-test
         and OOD-average scores as metrics (``<rule>.<method>.id_test``, ``<rule>.<method>.ood_avg``); the run's
@@ -200,8 +202,7 @@ class StudyTracker:
         tags, metrics, now = [], [], int(time.time() * 1000)
         for rule, picks in report["chosen"].items():
             for method, pick in picks.items():
-                config = ", ".join(f"{key}={short(value)}" for key, value in pick["config"].items())
-                tags.append(RunTag(f"selected.{rule}.{method}", f"{config} @ epoch {pick['epoch']}"))
+                tags.append(RunTag(f"selected.{rule}.{method}", describe_choice(pick)))
                 splits = report["selection"][rule][method]
                 metrics += [Metric(f"{rule}.{method}.{split}", splits[split]["mean"], now, 0)
                             for split in ("id_test", "ood_avg")]

@@ -118,7 +118,7 @@ def test_console_script_prints_no_traceback(tmp_path):
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         f"error: methods: expected a mapping of one or more of {', '.join(METHODS)}, e.g. `methods: {{ft: {{lr: "
-        "[0.01]}}}}`"]
+        "[0.01]}}`"]
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "search_spaces").rglob("*.yaml")), ids=lambda p: p.stem)

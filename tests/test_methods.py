@@ -134,3 +134,26 @@ def test_every_new_method_runs_a_trial_and_lp_variants_start_from_the_lp_head(sm
     for method in ("spd", "dora"):
         results, _, _ = trained(method, {"epochs": 1}, small_glyphs, cache_dir)
         assert [r.epoch for r in results] == [0, 1] and METHODS[method].trains_encoder
+
+
+def test_a_greedy_soup_of_one_trial_is_that_trial_and_a_uniform_soup_of_two_copies_is_the_model(cache_dir):
+    from study.methods.soups import greedy_soup, uniform_soup
+
+    state = make_backbone(cache_dir, 4).model.state_dict()
+    kept, soup, accuracy = greedy_soup([("t1", 80.0)], lambda name: state, val_accuracy=lambda s: 0.0)
+    assert kept == ["t1"] and accuracy == 80.0
+    assert all(torch.equal(soup[name], value) for name, value in state.items())
+    twice = uniform_soup(["a", "b"], lambda name: state)
+    assert all(torch.equal(twice[name], value) for name, value in state.items())
+
+
+def test_a_greedy_soup_keeps_a_member_only_if_id_val_does_not_fall():
+    from study.methods.soups import greedy_soup, uniform_soup
+
+    states = {name: {"w": torch.tensor([value])} for name, value in (("a", 1.0), ("b", 3.0), ("c", 100.0))}
+    accuracy = {1.0: 70.0, 2.0: 75.0, round(104 / 3, 4): 10.0}  # the soup of a and b is better; c ruins it
+
+    kept, soup, best = greedy_soup([("c", 60.0), ("a", 70.0), ("b", 65.0)], states.__getitem__,
+                                   lambda state: accuracy.get(round(state["w"].item(), 4), 0.0))
+    assert kept == ["a", "b"] and soup["w"].item() == 2.0 and best == 75.0, "sorted by ID val: a, b, then c"
+    assert uniform_soup(["a", "b", "c"], states.__getitem__)["w"].item() == pytest.approx(104 / 3)

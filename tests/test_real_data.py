@@ -216,14 +216,14 @@ def test_a_small_digits_study_runs_through_ray_and_mlflow(tmp_path, cache_dir):
 
 
 def test_a_small_sentiment_study_runs_through_ray_and_mlflow(tmp_path, sentences):
-    """LP and LP-FT (its LP stage, then AdamW on MiniLM) on movie reviews -> three other domains, one seed, one
-    epoch."""
-    methods = "methods={lp: {l2: [0.001, 0.01]}, lpft: {lr: 1.0e-5, epochs: 1, batch_size: 16}}"
+    """LP on MiniLM's features of movie reviews -> three other domains, one seed (the text backbone's fine-tuning
+    through Ray is the template text track's test)."""
     report = run_study_here("sentiment.yaml", tmp_path, "--name", "sentiment-small", "--set", "seeds=[0]",
-                            "--set", methods)
-    assert report["trials"]["finished"] == 3 and set(report["selection"]["id_val"]) == {"lp", "lpft"}
+                            "--set", "methods={lp: {l2: [0.001, 0.01]}}")
+    assert report["trials"]["finished"] == 2 and set(report["selection"]["id_val"]) == {"lp"}
     assert set(report["selection"]["id_val"]["lp"]) == {"id_test", "amazon_test", "tweets_test", "nyt_test",
                                                         "ood_avg"}
+    assert set(report["selection"]["leave_one_domain_out"]["lp"]) == set(report["selection"]["id_val"]["lp"])
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("sentiment-small").experiment_id])
-    assert len(runs) == 4
+    assert len(runs) == 3

@@ -1,8 +1,10 @@
 """Selection on hand-built tables whose answers are known."""
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from study.analysis.selection import select
 
@@ -74,3 +76,55 @@ def test_nothing_eligible_gives_none_and_bad_rule_raises():
     assert select(t, "ft", "id_val") is None
     with pytest.raises(ValueError, match="unknown selection rule"):
         select(t, "ft", "best_test")
+
+
+def test_small_ood_val_reads_exactly_k_per_class_drawn_by_seed():
+    from study.analysis.selection import SmallVal
+
+    labels = [0] * 10 + [1] * 5 + [2] * 2
+    subset = SmallVal(k=3, seed=0, labels={"a_val": labels}).subset("a_val")
+    assert [int((np.asarray(labels)[subset] == c).sum()) for c in (0, 1, 2)] == [3, 3, 2], "k each; all of fewer"
+    assert list(subset) == list(SmallVal(k=3, seed=0, labels={"a_val": labels}).subset("a_val"))
+    assert list(subset) != list(SmallVal(k=3, seed=1, labels={"a_val": labels}).subset("a_val"))
+
+
+def test_small_ood_val_selects_by_the_k_examples_alone():
+    """Config A classifies exactly the k chosen examples of each class; config B all the others. On the whole of
+    OOD val B is far better, on the small set A is perfect: the rule must pick A."""
+    from study.analysis.selection import SmallVal
+    from study.methods.metrics import pack_correct
+
+    labels = [0] * 20 + [1] * 20
+    small = SmallVal(k=2, seed=7, labels={"a_val": labels, "b_val": labels})
+    chosen = {split: set(small.subset(split).tolist()) for split in ("a_val", "b_val")}
+
+    def bits(split, hit):
+        return pack_correct(torch.tensor([(i in chosen[split]) == hit for i in range(40)]))
+
+    t = table(rows("t1", "ft", 0, 0.1, 1, a_val=10, b_val=10, a_test=30, b_test=30),
+              rows("t2", "ft", 0, 0.01, 1, a_val=90, b_val=90, a_test=70, b_test=70))
+    t["correct"] = None
+    for trial, hit in (("t1", True), ("t2", False)):
+        for split in ("a_val", "b_val"):
+            t.loc[(t["trial_id"] == trial) & (t["split"] == split), "correct"] = bits(split, hit)
+    picked = select(t, "ft", "small_ood_val", small)
+    assert picked.config == {"lr": 0.1} and picked.criterion == pytest.approx(100.0)
+    assert select(t, "ft", "ood_oracle").config == {"lr": 0.01}
+    assert select(t, "ft", "small_ood_val") is None, "no labels: the rule does not apply"
+
+
+def test_leave_one_domain_out_never_reads_the_test_split_of_the_domain_it_selects_on():
+    """a_val prefers lr=0.1, b_val lr=0.01. Selecting on a reports b_test of lr=0.1, selecting on b reports a_test of
+    lr=0.01; the two test values it must never read are poisoned."""
+    poison = 1e9
+    t = table(rows("t1", "ft", 0, 0.1, 1, a_val=90, b_val=10, id_test=80, a_test=poison, b_test=40),
+              rows("t2", "ft", 0, 0.01, 1, a_val=10, b_val=90, id_test=60, a_test=50, b_test=poison))
+    picked = select(t, "ft", "leave_one_domain_out")
+    assert picked.held_out == {"a": "lr=0.1 (1)", "b": "lr=0.01 (1)"} and picked.epoch == 1
+    assert picked.splits["ood_avg"]["mean"] == pytest.approx((40 + 50) / 2)
+    assert picked.splits["id_test"]["mean"] == pytest.approx((80 + 60) / 2)
+    assert picked.splits["a_test"]["mean"] == 50 and picked.splits["b_test"]["mean"] == 40
+    assert picked.test_reads == 4, "per held-out domain: one seed's ID test and the other domain's test"
+    single = table(rows("t1", "ft", 0, 0.1, 1))
+    single = single[~single["split"].str.startswith("b_")]
+    assert select(single, "ft", "leave_one_domain_out") is None, "one OOD domain: the rule does not apply"

@@ -10,6 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import DIVERGING_LR, FINE_TUNING, ROOT, study_command
+from study.analysis.report import describe_choice
 from study.cli import main
 from study.results import read_table, read_wise_table
 
@@ -302,12 +303,12 @@ def test_the_parent_run_carries_each_methods_winner_and_scores(smoke_study):
     tags, metrics = parent.data.tags, parent.data.metrics
     for rule, picks in report["chosen"].items():
         for method, pick in picks.items():
-            assert tags[f"selected.{rule}.{method}"].endswith(f"@ epoch {pick['epoch']}")
+            assert tags[f"selected.{rule}.{method}"] == describe_choice(pick)
             for split in ("id_test", "ood_avg"):
                 assert metrics[f"{rule}.{method}.{split}"] == pytest.approx(
                     report["selection"][rule][method][split]["mean"])
-    lr = report["chosen"]["id_val"]["ft"]["config"]["lr"]
-    assert f"lr={lr:g}" in tags["selected.id_val.ft"]
+    lr, epoch = report["chosen"]["id_val"]["ft"]["config"]["lr"], report["chosen"]["id_val"]["ft"]["epoch"]
+    assert f"lr={lr:g}" in tags["selected.id_val.ft"] and tags["selected.id_val.ft"].endswith(f" ({epoch})")
     best = max(report["selection"]["id_val"], key=lambda m: report["selection"]["id_val"][m]["ood_avg"]["mean"])
     assert f"Best on OOD test (average) by ID-val selection: {best}" in tags["mlflow.note.content"]
 

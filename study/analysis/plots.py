@@ -1,7 +1,10 @@
 """The report's figures, drawn from the results table alone; each PNG has the CSV of what it plots beside it.
 
 - ``effective_robustness.png``: ID-test vs OOD-average accuracy of every (trial, epoch >= 1), on logit-scaled axes
-  (where accuracies under a shift tend to lie on a line), coloured by method, the ID-val-selected models marked.
+  (where accuracies under a shift tend to lie on a line), coloured by method, the ID-val-selected models marked,
+  and the line fitted through them that effective robustness is measured from.
+- ``pareto.png``: the same points on linear axes, the front no other point beats on both, the WiSE-FT curves of
+  the selected configurations and the soups of the sweep.
 - ``accuracy_per_epoch.png``: ID-val and OOD-val accuracy per epoch of each method's selected configuration (mean
   over seeds), with the epochs picked by ID val and by the oracle.
 - ``error_per_epoch.png``: the same configurations' ID-test and OOD-test error per epoch, log scale (on the
@@ -27,45 +30,65 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from study.analysis.robustness import every_point, logit  # noqa: E402
 from study.analysis.selection import (ACCURACY, OOD_AVG, headline, ood_splits, per_configuration,  # noqa: E402
                                       selected_rows)
 from study.methods.catalog import METHODS, colour, label  # noqa: E402
 from study.methods.metrics import ECE_BINS  # noqa: E402
 
 
-def _logit(percent: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(percent, dtype=float) / 100, 1e-4, 1 - 1e-4)
-    return np.log(p / (1 - p))
-
-
-def _per_trial_epoch(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (trial, epoch >= 1): method, ID test and the OOD test average."""
-    rows = table[(table["epoch"] >= 1) & (table["outcome"] == "finished")]
-    wide = rows.pivot_table(index=["trial_id", "method", "seed", "epoch"], columns="split", values="accuracy")
-    tests = ood_splits(table, "test")
-    return wide.assign(ood_avg=wide[tests].mean(axis=1))[["id_test", "ood_avg"]].reset_index()
-
-
 def effective_robustness(table: pd.DataFrame, report: dict, folder: Path) -> Path:
-    points = _per_trial_epoch(table)
+    points = every_point(table)
     chosen = report["chosen"]["id_val"]
     points["selected"] = [trial in chosen.get(method, {}).get("trial_ids", ()) and epoch == chosen[method]["epoch"]
                           for trial, method, epoch in zip(points["trial_id"], points["method"], points["epoch"])]
     points.to_csv(folder / "effective_robustness.csv", index=False)
     figure, axes = plt.subplots(figsize=(5.5, 4.5))
     for method, group in points.groupby("method"):
-        axes.scatter(_logit(group["id_test"]), _logit(group["ood_avg"]), s=10, alpha=0.35,
+        axes.scatter(logit(group["id_test"]), logit(group["ood_avg"]), s=10, alpha=0.35,
                      color=colour(method), label=label(method))
         picked = group[group["selected"]]
-        axes.scatter(_logit(picked["id_test"]), _logit(picked["ood_avg"]), s=70, marker="*", edgecolor="black",
+        axes.scatter(logit(picked["id_test"]), logit(picked["ood_avg"]), s=70, marker="*", edgecolor="black",
                      color=colour(method))
+    fit = (report.get("effective_robustness") or {}).get("fit")
+    if fit:  # the line effective robustness is measured from
+        span = np.linspace(logit(points["id_test"]).min(), logit(points["id_test"]).max(), 50)
+        axes.plot(span, fit["slope"] * span + fit["intercept"], "k--", linewidth=1, label="fit over every trial")
     ticks = np.array([50, 70, 80, 90, 95, 98, 99])
-    axes.set_xticks(_logit(ticks), [f"{t}" for t in ticks])
-    axes.set_yticks(_logit(ticks), [f"{t}" for t in ticks])
+    axes.set_xticks(logit(ticks), [f"{t}" for t in ticks])
+    axes.set_yticks(logit(ticks), [f"{t}" for t in ticks])
     axes.set(xlabel="ID test accuracy (%, logit scale)", ylabel="OOD test accuracy, average (%, logit scale)",
              title="Every trial and epoch; stars: selected by ID val")
-    axes.legend()
+    axes.legend(fontsize=7)
     return _save(figure, folder / "effective_robustness.png")
+
+
+def pareto(table: pd.DataFrame, report: dict, folder: Path) -> Path:
+    """ID against OOD accuracy of every trial and epoch, the front no other point beats on both, the WiSE-FT curves
+    of the ID-val-selected configurations and the soups."""
+    points = every_point(table)
+    ordered = points.sort_values(["id_test", "ood_avg"], ascending=False)
+    front = ordered[ordered["ood_avg"] > ordered["ood_avg"].cummax().shift(fill_value=-np.inf)]
+    front.assign(front=True).to_csv(folder / "pareto.csv", index=False)
+    figure, axes = plt.subplots(figsize=(6.5, 5))
+    for method, group in points.groupby("method"):
+        axes.scatter(group["id_test"], group["ood_avg"], s=8, alpha=0.3, color=colour(method), label=label(method))
+    axes.step(front["id_test"], front["ood_avg"], "k-", where="post", linewidth=1, label="Pareto front")
+    for method, curve in report.get("wise", {}).items():
+        axes.plot([point["id_test"]["mean"] for point in curve], [point[OOD_AVG]["mean"] for point in curve], "-",
+                  color=colour(method), linewidth=1.5)
+    for method, kinds in (report.get("soups") or {}).items():
+        for kind, splits in kinds.items():
+            axes.scatter(splits["id_test"]["mean"], splits[OOD_AVG]["mean"], s=90,
+                         marker="P" if kind == "greedy" else "X", color=colour(method), edgecolor="black")
+    shown = points[points["id_test"] >= 50]
+    if not shown.empty:  # a new random head at chance would squeeze the models that classify
+        axes.set_xlim(shown["id_test"].min() - 1, shown["id_test"].max() + 1)
+    axes.set(xlabel="ID test accuracy (%)", ylabel="OOD test accuracy, average (%)",
+             title="Every trial and epoch, the front, WiSE-FT curves (lines), soups (P greedy, X uniform)")
+    axes.title.set_fontsize(8)
+    axes.legend(fontsize=7)
+    return _save(figure, folder / "pareto.png")
 
 
 def _per_epoch(table: pd.DataFrame, report: dict, part: str) -> pd.DataFrame:
@@ -160,13 +183,19 @@ def sensitivity(table: pd.DataFrame, folder: Path) -> Path | None:
     if not swept:
         return None
     data.to_csv(folder / "sensitivity.csv", index=False)
-    figure, axes = plt.subplots(1, len(swept), figsize=(3.6 * len(swept), 3.6), squeeze=False)
-    for axis, (method, name) in zip(axes[0], swept.items()):
+    columns = min(5, len(swept))
+    rows_of_panels = -(-len(swept) // columns)
+    figure, axes = plt.subplots(rows_of_panels, columns, figsize=(3.6 * columns, 3.6 * rows_of_panels),
+                                squeeze=False)
+    for axis, (method, name) in zip(axes.flat, swept.items()):
         group = data[data["method"] == method].sort_values(name)
         for column, style in (("id_val", "-o"), ("ood_test_avg", "--s")):
             axis.plot(group[name], group[column], style, color=colour(method),
                       label="ID val" if column == "id_val" else "OOD test avg")
-        axis.set(xscale="log", xlabel=name, title=label(method))
+        numeric = pd.api.types.is_numeric_dtype(group[name])  # a block group is a name, not a number
+        axis.set(xscale="log" if numeric else "linear", xlabel=name, title=label(method))
+    for axis in list(axes.flat)[len(swept):]:
+        axis.set_visible(False)
     axes[0][0].set_ylabel(f"{headline(table).label.lower()}, epoch picked by ID val")
     axes[0][0].legend()
     figure.suptitle("Hyper-parameter sensitivity (mean over seeds)")
@@ -267,7 +296,8 @@ def draw_all(table: pd.DataFrame, report: dict, folder: Path) -> list[Path]:
     if headline(table) != ACCURACY:
         paths = [error_per_epoch(table, report, folder), feature_change(report, folder), sensitivity(table, folder)]
         return [path for path in paths if path is not None]
-    paths = [effective_robustness(table, report, folder), accuracy_per_epoch(table, report, folder),
-             error_per_epoch(table, report, folder), feature_change(report, folder), sensitivity(table, folder),
-             reliability(table, report, folder), wise_ft(report, folder)]
+    paths = [effective_robustness(table, report, folder), pareto(table, report, folder),
+             accuracy_per_epoch(table, report, folder), error_per_epoch(table, report, folder),
+             feature_change(report, folder), sensitivity(table, folder), reliability(table, report, folder),
+             wise_ft(report, folder)]
     return [path for path in paths if path is not None]

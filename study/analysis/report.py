@@ -6,15 +6,21 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
-from study.analysis.selection import (OOD_AVG, RULES, Selection, head_norm_of, headline, metric_of, ood_splits,
-                                      paired_difference, select, wise_of)
+from study.analysis.robustness import effective_robustness
+from study.analysis.selection import (OOD_AVG, RULES, Selection, SmallVal, head_norm_of, headline, metric_of,
+                                      ood_splits, paired_difference, select, wise_of)
 from study.config import short
 from study.methods.catalog import METHODS, label
-from study.results import hparam_columns, read_wise_table
+from study.results import hparam_columns, read_soups, read_wise_table
 
 RULE_TITLES = {"id_val": "Selected by ID validation (the paper's rule)",
-               "ood_oracle": "Selected by OOD validation (the oracle ablation)"}
+               "ood_oracle": "Selected by OOD validation (the oracle ablation)",
+               "small_ood_val": "Selected by a small OOD validation set ({k} labelled examples per class per domain)",
+               "leave_one_domain_out": "Selected by leave-one-domain-out (one OOD domain's val, the others' tests)"}
+RULE_NAMES = {"id_val": "ID val", "ood_oracle": "OOD oracle", "small_ood_val": "small OOD val",
+              "leave_one_domain_out": "leave one domain out"}
 REPORT_DIR = "report"
 # What the models picked by ID validation look like beyond accuracy: (metric, title, scale for the table).
 ANALYSIS = (("feature_change", "Feature change from the pretrained encoder, x100 (mean squared change relative to "
@@ -32,12 +38,13 @@ def trial_counts(table: pd.DataFrame) -> dict[str, int]:
                                             for name in ("finished", "diverged", "failed")}}
 
 
-def selections(table: pd.DataFrame) -> dict[str, dict[str, Selection]]:
+def selections(table: pd.DataFrame, small: SmallVal | None = None) -> dict[str, dict[str, Selection]]:
+    """Every rule's selection of every method that has one; ``small``: the small-OOD-val rule's examples."""
     methods = [m for m in METHODS if m in set(table["method"])]
     methods += sorted(set(table["method"]) - set(methods))
     out = {}
     for rule in RULES:
-        picked = {method: select(table, method, rule) for method in methods}
+        picked = {method: select(table, method, rule, small) for method in methods}
         out[rule] = {method: selection for method, selection in picked.items() if selection is not None}
     return out
 
@@ -58,10 +65,47 @@ def unselected(table: pd.DataFrame, chosen: dict[str, Selection]) -> dict[str, s
     return out
 
 
-def summary(table: pd.DataFrame, wise: pd.DataFrame | None = None) -> dict:
+def describe_choice(pick: dict) -> str:
+    """A selection's configuration and epoch as tables write them: "lr=0.03 (8)", or per held-out domain."""
+    if pick.get("held_out"):
+        return "; ".join(f"on {domain}: {choice}" for domain, choice in pick["held_out"].items())
+    return ", ".join(f"{key}={short(value)}" for key, value in pick["config"].items()) + f" ({pick['epoch']})"
+
+
+def rule_costs(chosen: dict[str, dict[str, Selection]]) -> dict[str, dict[str, dict]]:
+    """Per rule and method: the test values it read, and its regret against the oracle (the oracle's OOD average
+    minus its own; the oracle's own regret is 0)."""
+    oracle = chosen.get("ood_oracle", {})
+    return {rule: {method: {"test_reads": s.test_reads,
+                            "regret": (oracle[method].splits[OOD_AVG]["mean"] - s.splits[OOD_AVG]["mean"]
+                                       if method in oracle else None)}
+                   for method, s in picks.items()} for rule, picks in chosen.items()}
+
+
+def soup_summary(soups: pd.DataFrame | None, table: pd.DataFrame) -> dict:
+    """Per method and kind of soup: each test split and the OOD average, mean, std and n over seeds, and the
+    members it kept (mean over seeds) of how many."""
+    if soups is None or soups.empty:
+        return {}
+    tests = ood_splits(table, "test")
+    out: dict[str, dict] = {}
+    for (method, kind), rows in soups.groupby(["method", "kind"], sort=False):
+        wide = rows.pivot_table(index="seed", columns="split", values="accuracy")
+        per_seed = wide[["id_test", *tests]].assign(**{OOD_AVG: wide[tests].mean(axis=1)})
+        sizes = rows.drop_duplicates("seed")
+        out.setdefault(method, {})[kind] = {**{split: {"mean": float(v.mean()), "n": int(v.count()),
+                                                       "std": float(v.std(ddof=1)) if v.count() > 1 else 0.0}
+                                               for split, v in per_seed.items()},
+                                            "size": float(sizes["size"].mean()), "of": float(sizes["of"].mean())}
+    return out
+
+
+def summary(table: pd.DataFrame, wise: pd.DataFrame | None = None, small: SmallVal | None = None,
+            soups: pd.DataFrame | None = None) -> dict:
     """The report as one JSON-able object (accuracies in percent; ``metric`` names what the tables hold).
-    ``wise``: the study's WiSE-FT table, if any."""
-    chosen = selections(table)
+    ``wise``: the study's WiSE-FT table, if any; ``small``: the small-OOD-val rule's labelled examples; ``soups``:
+    the soups cooked from the sweep, if any."""
+    chosen = selections(table, small)
     curves = {} if wise is None else {method: curve for method, s in chosen["id_val"].items()
                                       if (curve := wise_of(s, wise, table)) is not None}
     return {
@@ -70,7 +114,8 @@ def summary(table: pd.DataFrame, wise: pd.DataFrame | None = None) -> dict:
         "trials": trial_counts(table),
         "selection": {rule: {method: s.splits for method, s in picks.items()} for rule, picks in chosen.items()},
         "chosen": {rule: {method: {"config": s.config, "epoch": s.epoch, "criterion": s.criterion,
-                                   "trial_ids": list(s.trial_ids)} for method, s in picks.items()}
+                                   "trial_ids": list(s.trial_ids), **({"held_out": s.held_out} if s.held_out else {})}
+                          for method, s in picks.items()}
                    for rule, picks in chosen.items()},
         "unselected": unselected(table, chosen["id_val"]),
         "analysis": {metric: {method: values for method, s in chosen["id_val"].items()
@@ -79,6 +124,10 @@ def summary(table: pd.DataFrame, wise: pd.DataFrame | None = None) -> dict:
         "head_norm": {method: norms for method, s in chosen["id_val"].items()
                       if (norms := head_norm_of(s, table)) is not None},
         "paired": paired_against(chosen, table),
+        "rules": rule_costs(chosen),
+        "small_ood_val": {"k": small.k, "seed": small.seed} if small and small.labels else None,
+        "effective_robustness": effective_robustness(table, chosen["id_val"]),
+        "soups": soup_summary(soups, table),
         "wise": {method: [{"alpha": alpha, **splits} for alpha, splits in curve.items()]
                  for method, curve in curves.items()},
     }
@@ -104,23 +153,96 @@ def markdown(table: pd.DataFrame, report: dict) -> str:
              f"Trials: {counts['total']} ({counts['finished']} finished, {counts['diverged']} diverged, "
              f"{counts['failed']} failed). {measure.label}, mean ± sample std over seeds (n = seeds).", ""]
     for rule in RULES:
-        lines += [f"## {RULE_TITLES[rule]}", "",
+        title = RULE_TITLES[rule].format(k=(report.get("small_ood_val") or {}).get("k", "k"))
+        if not report["selection"].get(rule):
+            lines += [f"## {title}", "", _not_applied(rule, table), ""]
+            continue
+        lines += [f"## {title}", "",
                   "| method | " + " | ".join(columns) + " | n | chosen (epoch) |",
                   "|---" * (len(columns) + 3) + "|"]
         for method, splits in report["selection"][rule].items():
             chosen = report["chosen"][rule][method]
-            searched = _searched(table, method)
-            config = ", ".join(f"{k}={short(v)}" for k, v in chosen["config"].items() if k in searched)
-            cells = [_mean_std(splits[c], measure.column) for c in columns]
+            cells = [_mean_std(splits[c], measure.column) if c in splits else "—" for c in columns]
             lines.append(f"| {label(method)} | " + " | ".join(cells) +
-                         f" | {splits['id_test']['n']} | {config} ({chosen['epoch']}) |")
+                         f" | {splits['id_test']['n']} | {describe_choice(_searched_only(chosen, table, method))} |")
         for method, why in report["unselected"].items():
             lines.append(f"| {label(method)} | " + " | ".join(["—"] * len(columns)) +
                          f" | 0 | none: {why} |")
-        lines.append("")
+        lines += (_soup_rows(report, columns, measure) if rule == "id_val" else []) + [""]
+    lines += _rules_table(report, measure) + _robustness_table(report, measure)
     lines += _paired_table(report, measure) + _analysis_tables(report, columns) + _head_norm_table(report)
     lines += _wise_table(report, measure)
     return "\n".join(lines)
+
+
+def _searched_only(chosen: dict, table: pd.DataFrame, method: str) -> dict:
+    """A choice with only the hyper-parameters the study varied (so the table says what was chosen among)."""
+    if chosen.get("held_out"):
+        return chosen
+    searched = _searched(table, method)
+    return {**chosen, "config": {k: v for k, v in chosen["config"].items() if k in searched}}
+
+
+def _not_applied(rule: str, table: pd.DataFrame) -> str:
+    if rule == "leave_one_domain_out":
+        return (f"Not applied: the study has {len(ood_splits(table, 'val'))} OOD domain; the rule selects on one and "
+                "reports the others.")
+    return "Not applied: the table holds no per-example OOD val results (a regression study, or one run before it)."
+
+
+def _soup_rows(report: dict, columns: list[str], measure) -> list[str]:
+    """The soups as rows of a selection table: built from every trial of their method and seed, chosen by no
+    rule (the greedy soup by ID val, as it cooks)."""
+    return [f"| {label(method)} {kind} soup | " + " | ".join(_mean_std(splits[c], measure.column) for c in columns)
+            + f" | {splits['id_test']['n']} | {splits['size']:.1f} of {splits['of']:.0f} trials |"
+            for method, kinds in report.get("soups", {}).items() for kind, splits in kinds.items()]
+
+
+def _rules_table(report: dict, measure) -> list[str]:
+    """Every method under every rule: ID test / OOD average, and each rule's regret against the oracle."""
+    rules = [rule for rule in RULES if report["selection"].get(rule)]
+    methods = list(report["selection"]["id_val"])
+    if len(rules) < 2 or not methods:
+        return []
+    lines = ["## Every method under every selection rule", "",
+             f"ID test / OOD test average ({measure.label.lower()}, mean over seeds); regret: the oracle's OOD "
+             "average minus the rule's; test reads: the test values the rule read, all of what it chose.", "",
+             "| method | " + " | ".join(RULE_NAMES[rule] for rule in rules) + " |", "|---" * (len(rules) + 1) + "|"]
+    for method in methods:
+        cells = []
+        for rule in rules:
+            splits, cost = report["selection"][rule].get(method), report["rules"][rule].get(method, {})
+            if splits is None:
+                cells.append("—")
+                continue
+            regret = "" if rule == "ood_oracle" or cost.get("regret") is None else \
+                f" (regret {_number(cost['regret'], measure.column)})"
+            cells.append(f"{_number(splits['id_test']['mean'], measure.column)} / "
+                         f"{_number(splits[OOD_AVG]['mean'], measure.column)}{regret}")
+        lines.append(f"| {label(method)} | " + " | ".join(cells) + " |")
+    for method, kinds in report.get("soups", {}).items():
+        for kind, splits in kinds.items():
+            cell = f"{_number(splits['id_test']['mean'], measure.column)} / {_number(splits[OOD_AVG]['mean'], measure.column)}"
+            lines.append(f"| {label(method)} {kind} soup | " + " | ".join([cell] * len(rules)) + " |")
+    reads = [str(sum(cost["test_reads"] for cost in report["rules"][rule].values())) for rule in rules]
+    return lines + ["| test reads (all methods) | " + " | ".join(reads) + " |", ""]
+
+
+def _robustness_table(report: dict, measure) -> list[str]:
+    """Effective robustness: OOD accuracy above the logit-linear fit of OOD on ID over every trial."""
+    robustness = report.get("effective_robustness") or {}
+    if not robustness.get("methods"):
+        return []
+    fit = robustness["fit"]
+    lines = ["## Effective robustness (ID-val selection)", "",
+             f"Each method's OOD average minus what the fit over every trial and epoch predicts at its ID accuracy "
+             f"(logit(OOD) = {fit['slope']:.3f} logit(ID) {fit['intercept']:+.3f}, over {fit['points']} points; the "
+             "line in effective_robustness.png), in points of accuracy, mean ± std over seeds.", "",
+             "| method | effective robustness | n |", "|---|---|---|"]
+    for method, values in robustness["methods"].items():
+        lines.append(f"| {label(method)} | {_signed(values['mean'], 'accuracy')} ± {values['std']:.1f} | "
+                     f"{values['n']} |")
+    return lines + [""]
 
 
 def _mean_std(values: dict, metric: str) -> str:
@@ -212,6 +334,19 @@ def _searched(table: pd.DataFrame, method: str) -> set[str]:
     return {name for name in names if rows[name].nunique() > 1} or set(names[:1])
 
 
+VAL_LABELS = "val_labels.json"  # the OOD val splits' labels, written by the study at its start
+
+
+def small_val(study_dir: Path) -> SmallVal | None:
+    """The small-OOD-val rule's settings of a study folder: its OOD val labels, and ``selection`` in its config."""
+    labels, config = Path(study_dir) / VAL_LABELS, Path(study_dir) / "config.yaml"
+    if not labels.is_file():
+        return None
+    settings = (yaml.safe_load(config.read_text()) or {}).get("selection", {}) if config.is_file() else {}
+    return SmallVal(k=settings.get("small_ood_k", SmallVal.k), seed=settings.get("seed", SmallVal.seed),
+                    labels=json.loads(labels.read_text()))
+
+
 def write_report(study_dir: Path, table: pd.DataFrame, wise: pd.DataFrame | None = None) -> tuple[dict, str, Path]:
     """Write ``report/summary.json``, ``report/report.md``, ``report/report.html`` (self-contained) and the figures
     (each with its CSV) into the study folder; return the summary, the Markdown and the folder. ``wise``: the
@@ -219,7 +354,8 @@ def write_report(study_dir: Path, table: pd.DataFrame, wise: pd.DataFrame | None
     from study.analysis.html import to_html
     from study.analysis.plots import draw_all
 
-    report = summary(table, read_wise_table(study_dir) if wise is None else wise)
+    report = summary(table, read_wise_table(study_dir) if wise is None else wise, small_val(study_dir),
+                     read_soups(study_dir))
     folder = Path(study_dir) / REPORT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     figures = draw_all(table, report, folder)

@@ -54,6 +54,7 @@ class Method:
     trains_encoder: bool
     lp_first: bool
     run: Callable[..., Iterator[EpochResult]]
+    parts: tuple = ()  # a fine-tuning variant's parts (``fine_tuning``): what its model is made of
 
     def defaults(self) -> dict[str, Any]:
         """The hyper-parameters a trial of this method gets when the config names none."""
@@ -119,17 +120,30 @@ def fine_tuning(*parts: Part, lp_first: bool = False) -> Callable[..., Iterator[
                                               setup.data.num_classes, features_file=setup.features_file,
                                               device=setup.pipeline.device, task=setup.data.task)
             options["freeze_bn"] = True
-        for part in parts:
-            options.update(part(model, hparams))
+        options.update(apply_parts(parts, model, hparams))
         return fine_tune(model, setup.pipeline, **hparams, **options, extras=extras)
 
     return run
 
 
+def apply_parts(parts: tuple, model: nn.Module, hparams: dict) -> dict:
+    """Apply each part to ``model`` (popping its hyper-parameters from ``hparams``); ``fine_tune``'s options."""
+    options = {}
+    for part in parts:
+        options.update(part(model, hparams))
+    return options
+
+
+def prepare_model_for(method: str, model: nn.Module, hparams: dict) -> None:
+    """Give a fresh backbone the structure of a trial of ``method`` (LoRA's adapters ...), so that the trial's
+    weights load into it (a soup's)."""
+    apply_parts(METHODS[method].parts, model, hparams)
+
+
 def variant(name: str, label: str, colour: str, params: dict, *parts: Part, lp_first: bool = False) -> Method:
     """The catalog entry of a fine-tuning method made of ``parts``."""
     return Method(name, label, colour, params, trains_encoder=True, lp_first=lp_first,
-                  run=fine_tuning(*parts, lp_first=lp_first))
+                  run=fine_tuning(*parts, lp_first=lp_first), parts=parts)
 
 
 class Choice(tuple):
@@ -163,6 +177,13 @@ METHODS: dict[str, Method] = {method.name: method for method in (
     variant("dora", "DoRA", "gold", {**_SGD, **_LORA}, dora),
     variant("lpdora", "LP-DoRA", "crimson", {**_SGD, **_LP_LR, **_LORA}, dora, lp_first=True),
 )}
+
+
+def typed(method: str, hparams: dict) -> dict:
+    """Hyper-parameter values read back from a table (where a rank is 4.0) in the catalog's types."""
+    kinds = {name: kind for name, (kind, _) in METHODS[method].params.items()} if method in METHODS else {}
+    return {name: kinds[name](value) if name in kinds else (value.item() if hasattr(value, "item") else value)
+            for name, value in hparams.items()}
 
 
 def get_method(name: str) -> Method:

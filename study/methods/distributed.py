@@ -30,3 +30,14 @@ def data_parallel(model: nn.Module, device) -> nn.Module:
         return model
     device = torch.device(device)
     return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def gather_strided(local: torch.Tensor, total: int) -> torch.Tensor:
+    """The whole of a split's per-example values from every rank's share (rank r holds examples r, r + world, ...),
+    on every rank."""
+    rank, world = rank_and_world()
+    if world == 1:
+        return local
+    full = torch.zeros(total, dtype=torch.int32, device=local.device)
+    full[rank::world] = local.to(torch.int32)
+    return all_reduce_sum(full)

@@ -9,8 +9,9 @@ from torch import nn
 
 from study import metric_keys
 from study.data import ID_VAL, Pipeline
-from study.methods.distributed import rank_and_world
-from study.methods.metrics import CLASSIFICATION, SplitMeter, fit_temperature, meter, scaled
+from study.methods.distributed import gather_strided, rank_and_world
+from study.methods.metrics import (CLASSIFICATION, SplitMeter, fit_temperature, keeps_correct, meter, pack_correct,
+                                    scaled)
 
 
 class Diverged(RuntimeError):
@@ -81,7 +82,7 @@ def evaluate(model: nn.Module, data: Pipeline, *, batch_size: int = 512,
     calibrate = benchmark.task == CLASSIFICATION
     results, temperature = {}, None
     for split in [ID_VAL, *(name for name in benchmark.eval_splits if name != ID_VAL)]:  # ID val fits the temperature
-        scores, calibrated, kept = meter(benchmark.task, device), SplitMeter(device), []
+        scores, calibrated, kept, hits = meter(benchmark.task, device), SplitMeter(device), [], []
         before = reference[split][0][rank::world] if reference and split in reference else None
         batches = (_cached(reference[split], rank, world, batch_size, device) if pretrained and before is not None
                    else _encoded(model, data, split, batch_size))
@@ -94,12 +95,16 @@ def evaluate(model: nn.Module, data: Pipeline, *, batch_size: int = 512,
                 kept.append((logits, labels))
             elif calibrate:
                 calibrated.update(logits / temperature, labels)
+            if calibrate and keeps_correct(split):
+                hits.append(logits.argmax(1) == labels)
             seen += len(labels)
         if calibrate and temperature is None:
             temperature = fit_temperature(torch.cat([l for l, _ in kept]), torch.cat([y for _, y in kept]))
             for logits, labels in kept:
                 calibrated.update(logits / temperature, labels)
         results[split] = scores.result() | (scaled(calibrated.result()) if calibrate else {})
+        if hits:
+            results[split]["correct"] = pack_correct(gather_strided(torch.cat(hits), len(benchmark.splits[split])))
     if calibrate:
         results[ID_VAL]["temperature"] = temperature
     return {split: results[split] for split in benchmark.eval_splits}

@@ -294,6 +294,9 @@ def cached_path(features: Features, l2_values: Sequence[float], num_classes: int
                      stored["train_loss"][k], stored["iterations"][k]) for k, l2 in enumerate(stored["l2"])]
 
 
+SCORES = 2  # what a scored path holds (2: also the OOD val splits' per-example correctness): part of its file's name
+
+
 def path_file(features_file: str | os.PathLike, l2_values: Sequence[float], what: str = "lp") -> Path:
     """Where the LP path over ``l2_values`` on the features in ``features_file`` is cached (beside them): its heads
     (``what="lp"``; ``"ridge"`` for regression), or every head's scores (``what="lp-scores"``)."""
@@ -332,7 +335,7 @@ def linear_probe(features: Features, *, l2: float, num_classes: int, path: Seque
         fits = cached_path(features, values, num_classes, features_file=features_file, device=device, task=task)
         return [_scored(fit, features, class_subsets or {}, device, task) for fit in fits]
 
-    scores_file = None if features_file is None else path_file(features_file, values, f"{_probe(task)}-scores")
+    scores_file = None if features_file is None else path_file(features_file, values, f"{_probe(task)}-scores{SCORES}")
     scored = score_path() if scores_file is None else cached(scores_file, score_path)
     result = scored[values.index(l2)]
     check_finite(torch.tensor(result["train_loss"]), epoch=1)

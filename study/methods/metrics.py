@@ -11,11 +11,18 @@
   ``feature_change``, the mean squared change of the features relative to their mean squared norm,
   sum ||f - f0||^2 / sum ||f0||^2, and ``feature_cosine``, the mean cosine distance 1 - cos(f, f0).
 
+Each OOD val split also keeps which of its examples were classified correctly (``correct``, packed bits as base64
+text): the small-OOD-val selection rule scores a configuration on a few labelled examples per class of it, chosen
+after the study, without another pass over the images.
+
 A regression benchmark (the theory's toy with the squared loss) is scored by ``mse``, the mean squared error of its
 one output, which is also its ``loss``; it has no calibration. The model search maximises ``search_score``.
 """
 from __future__ import annotations
 
+import base64
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -122,6 +129,21 @@ def scaled(metrics: dict[str, float]) -> dict[str, float]:
     return {f"{name}_ts": metrics[name] for name in CALIBRATION}
 
 
+def keeps_correct(split: str) -> bool:
+    """Whether a split's per-example correctness is kept: the OOD val splits'."""
+    return split.endswith("_val") and split != "id_val"
+
+
+def pack_correct(correct: torch.Tensor) -> str:
+    """Per-example correctness (booleans, in the split's order) as base64 text of packed bits."""
+    return base64.b64encode(np.packbits(correct.cpu().numpy().astype(bool)).tobytes()).decode("ascii")
+
+
+def unpack_correct(text: str, count: int) -> np.ndarray:
+    """``pack_correct``'s booleans back, the split's ``count`` of them."""
+    return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))[:count].astype(bool)
+
+
 def score_splits(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], val_split: str,
                  task: str = CLASSIFICATION) -> dict[str, dict[str, float]]:
     """``score`` of every split, with temperature scaling fitted on ``val_split`` (for logits held in memory)."""
@@ -129,6 +151,7 @@ def score_splits(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor
         return {split: score(logits[split], labels[split], task) for split in logits}
     temperature = fit_temperature(logits[val_split], labels[val_split])
     out = {split: score(logits[split], labels[split]) | scaled(score(logits[split] / temperature, labels[split]))
+           | ({"correct": pack_correct(logits[split].argmax(1) == labels[split])} if keeps_correct(split) else {})
            for split in logits}
     out[val_split]["temperature"] = temperature
     return out

@@ -13,7 +13,8 @@ head's initial values) and g its gradient:
 With ``strength`` 0 it is AdamW with no weight decay, step for step (a test checks it against torch's). The update
 follows the authors' optimizer (GT-RIPL/Selective-Projection-Decay, ``adamSPD.py``): the moments, the bias
 corrections, ``eps`` added after the square root, the condition per tensor from the raw gradient, the ratio through
-a hard tanh; it was compared with that file over 50 steps of a small network (identical to float rounding).
+a hard tanh. Compared with that file (commit b3776955) over 50 steps of a small network at strength 0.7:
+identical, bit for bit.
 """
 from __future__ import annotations
 

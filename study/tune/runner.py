@@ -9,6 +9,7 @@ import os
 import platform
 import signal
 import subprocess
+import sys
 import time
 from functools import partial
 from importlib import metadata
@@ -16,16 +17,17 @@ from pathlib import Path
 
 import yaml
 
-from study.analysis.report import REPORT_DIR, write_report
+from study.analysis.report import REPORT_DIR, VAL_LABELS, write_report
 from study.cache import cache_root
 from study.config import StudyConfig
 from study.data import Benchmark, create_benchmark
 from study.methods.catalog import METHODS as CATALOG
+from study.methods.metrics import keeps_correct
 from study.models import check_backbone
 from study.models import custom as custom_backbones
 from study.models.pretrained import require_weights
 from study.preflight import PreflightError, check_gpus, check_machine, tracking_problem
-from study.results import SEARCH, read_table, read_trial_outcome, read_wise_table, table_dir
+from study.results import SEARCH, read_table, read_trial_outcome, read_wise_table, table_dir, write_soups
 from study.tracking import StudyTracker, flatten, split_inputs, system_metrics, tracking_uri
 from study.tune.prepare import Prepared, prepare
 from study.tune.spaces import SEARCH_METRIC, SEARCH_MODE, build_search, trial_count
@@ -63,6 +65,13 @@ def check_inputs(study: StudyConfig) -> Benchmark:
         require_weights(study.backbone, study.backbone_weights)
     check_backbone(study.backbone, cache_dir=study.cache_dir, weights=study.backbone_weights)
     return benchmark
+
+
+def ood_val_labels(benchmark: Benchmark) -> dict[str, list[int]]:
+    """Each OOD val split's labels, in its order: the small-OOD-val rule draws its examples by them."""
+    if benchmark.task != "classification":
+        return {}
+    return {name: split.labels.tolist() for name, split in benchmark.splits.items() if keeps_correct(name)}
 
 
 def manifest(study: StudyConfig, prepared: Prepared) -> dict:
@@ -193,13 +202,14 @@ def run_study(study: StudyConfig, *, progress: bool = True) -> tuple[dict, str]:
     resolved = study.to_dict()  # every default filled in: what ran, not only what was typed
     (study.study_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
     (study.study_dir / "manifest.json").write_text(json.dumps(manifest(study, prepared), indent=2))
+    (study.study_dir / VAL_LABELS).write_text(json.dumps(ood_val_labels(benchmark)))
 
     inputs = split_inputs(benchmark)
     tracker.start_parent(flatten(resolved), {"study": study.name, **{f"fingerprint.{k}": v for k, v in
                                                                     prepared.fingerprints.items()}}, inputs)
     callbacks = study_callbacks(study, tracker, inputs, trial_count(study), progress)
     return fit(study, tracker, lambda: build_tuner(study, prepared, callbacks), trial_count(study),
-               f"study resume {study.study_dir}")
+               f"study resume {study.study_dir}", after=soups_after(study, prepared))
 
 
 def study_callbacks(study: StudyConfig, tracker: StudyTracker, inputs: list, total: int, progress: bool,
@@ -227,7 +237,7 @@ def resume_study(study_dir: Path, *, progress: bool = True) -> tuple[dict, str, 
     tracker = parent_tracker(study)
     _, prepared = reopen(study, tracker, progress)
     report, text = fit(study, tracker, lambda: restore_tuner(study, prepared), trial_count(study),
-                       f"study resume {study.study_dir}")
+                       f"study resume {study.study_dir}", after=soups_after(study, prepared))
     return report, text, study
 
 
@@ -347,7 +357,49 @@ class Interrupted(RuntimeError):
     """The study was stopped (Ctrl-C, SIGTERM) before every trial ended; what finished is kept."""
 
 
-def fit(study: StudyConfig, tracker: StudyTracker, make_tuner, expected: int, again: str) -> tuple[dict, str]:
+def cook_soups(study: StudyConfig, prepared: Prepared, name: str = RAY_DIR) -> None:
+    """The sweep's soups (``study.tune.soups``), into ``soups.parquet``."""
+    from study.tune.soups import cook
+
+    write_soups(study.study_dir, cook(study, prepared, read_table(study.study_dir), experiment_path(study, name)))
+
+
+def soups_after(study: StudyConfig, prepared: Prepared):
+    """What a study does after its sweep: its soups, where it asks for them. Soups that cannot be cooked leave the
+    sweep's results and report as they are, with one line saying so."""
+    def after():
+        try:
+            cook_soups(study, prepared)
+        except Exception as error:  # noqa: BLE001 - the sweep is done and kept; the soups can be cooked again
+            reason = str(getattr(error, "cause", None) or error).strip().splitlines()[-1][:200]
+            print(f"warning: the soups were not cooked ({type(error).__name__}: {reason}); the sweep is complete, "
+                  f"`study soup {study.study_dir}` cooks them", file=sys.stderr)
+
+    return after if study.soups else None
+
+
+def soup_study(study_dir: Path, *, progress: bool = True) -> tuple[dict, str, StudyConfig]:
+    """``study soup``: cook a finished study's soups from its trials' final weights, then report it again."""
+    from study.config import load_config
+
+    study = absolute(load_config(Path(study_dir) / CONFIG_FILE))
+    check_machine(study)
+    if not experiment_exists(study):
+        raise NothingToResume(_no_experiment(study))
+    tracker = parent_tracker(study)
+    _, prepared = reopen(study, tracker, progress)
+    try:
+        cook_soups(study, prepared)
+        report, text, folder = write_report(study.study_dir, read_table(study.study_dir))
+        tracker.log_artifacts(folder, REPORT_DIR)
+        tracker.log_answer(report)
+    finally:
+        tracker.end_parent("FINISHED")
+    return report, text, study
+
+
+def fit(study: StudyConfig, tracker: StudyTracker, make_tuner, expected: int, again: str,
+        after=None) -> tuple[dict, str]:
     """Run the tuner (of ``expected`` trials), then end the parent run whatever happened: FINISHED (with the
     report), KILLED (stopped by a signal: the report of what finished, the trials' runs KILLED too; the command
     ``again`` continues it) or FAILED."""
@@ -356,6 +408,8 @@ def fit(study: StudyConfig, tracker: StudyTracker, make_tuner, expected: int, ag
         with _sigterm_as_ctrl_c(), system_metrics(tracker.uri, tracker.parent_id if study.system_metrics else None):
             grid = make_tuner().fit()
         status = "KILLED" if _unfinished(study, grid, expected) else "FINISHED"
+        if status == "FINISHED" and after is not None:
+            after()
     except KeyboardInterrupt:  # a second Ctrl-C, which Tune passes on
         status = "KILLED"
     finally:
