@@ -114,3 +114,23 @@ def toy_study(tmp_path_factory):
         for hook in hooks:
             hook.remove()
     return results / "toy", report, built, ran, cache
+
+
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "great", "fine", "bad", "awful", "poor", "the",
+         "film", "food", "was", "is", "very", "not"]
+
+
+@pytest.fixture(scope="session")
+def bert_folder(tmp_path_factory):
+    """A randomly initialised small BERT and its tokenizer, saved by save_pretrained as a user's folder would be."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                 intermediate_size=64, max_position_embeddings=64))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -157,3 +157,63 @@ def test_a_greedy_soup_keeps_a_member_only_if_id_val_does_not_fall():
                                    lambda state: accuracy.get(round(state["w"].item(), 4), 0.0))
     assert kept == ["a", "b"] and soup["w"].item() == 2.0 and best == 75.0, "sorted by ID val: a, b, then c"
     assert uniform_soup(["a", "b", "c"], states.__getitem__)["w"].item() == pytest.approx(104 / 3)
+
+
+def _tiny(benchmark, train: int = 64, other: int = 32):
+    """The first examples of every split of ``benchmark``, as a benchmark of its own."""
+    from study.data import Benchmark, Sentences, TensorImages
+
+    def head(split, count):
+        if isinstance(split, Sentences):
+            return Sentences(split.texts[:count], split.labels[:count])
+        return TensorImages(split.images[:count], split.labels[:count])
+
+    splits = {name: head(split, train if name == "train" else other) for name, split in benchmark.splits.items()}
+    return Benchmark(name=benchmark.name, classes=benchmark.classes, ood_domains=benchmark.ood_domains, splits=splits,
+                     fingerprint=benchmark.fingerprint + "-tiny", protocol=benchmark.protocol)
+
+
+@pytest.fixture(scope="module")
+def tiny_worlds(cache_dir, bert_folder):
+    """(benchmark, backbone) of the three kinds a method must run on: the glyphs with glyphnet, the digits with the
+    ImageNet EfficientNet-Lite0, sentences with a transformers folder."""
+    from study.data import Benchmark, Sentences, create_benchmark
+
+    reviews = {"train": 32, "id_val": 16, "id_test": 16, "food_val": 16, "food_test": 16}
+    words = ["good", "great", "bad", "awful"]
+    sentences = Benchmark(name="reviews", classes=("negative", "positive"), ood_domains=("food",), fingerprint="rv",
+                          splits={name: Sentences([f"the film was {words[i % 4]}" for i in range(count)],
+                                                  torch.tensor([int(i % 4 < 2) for i in range(count)]))
+                                  for name, count in reviews.items()})
+    return {"glyphs": (_tiny(create_benchmark("glyphs-small", cache_dir=cache_dir)), "glyphnet"),
+            "digits": (_tiny(create_benchmark("digits", cache_dir=cache_dir)), "efficientnet-lite0"),
+            "text": (sentences, f"transformers:{bert_folder}")}
+
+
+@pytest.mark.parametrize("method", [name for name, method in METHODS.items() if method.trains_encoder])
+def test_every_method_runs_on_glyphs_digits_and_text(method, tiny_worlds, cache_dir):
+    for world, (data, backbone) in tiny_worlds.items():
+        file, _ = features_of(data, backbone, cache_dir)
+        hparams = {"epochs": 1, "batch_size": 16, **({"blocks": "middle"} if method == "surgical" else {})}
+        results = list(run_method(method, hparams, data=data, features_file=file, backbone=backbone, seed=0,
+                                  cache_dir=cache_dir, head=("l2", [1e-2]), optimizer="adamw" if world == "text"
+                                  else "sgd"))
+        assert [r.epoch for r in results] == [0, 1], f"{method} on {world}"
+        assert {"id_test", "food_test" if world == "text" else "id_val"} <= set(results[-1].splits)
+
+
+def test_soups_are_cooked_after_the_sweep_from_the_trials_final_weights(tmp_path, cache_dir):
+    """Two FT learning rates on one seed: a uniform and a greedy soup of them, rows of their own in the report."""
+    import pandas as pd
+
+    from helpers import run_study_here
+
+    report = run_study_here("smoke.yaml", tmp_path, "--name", "soups", "--set", "soups=true", "--set",
+                            "methods={ft: {lr: [0.01, 0.03], epochs: 1}}", "--set", "wise_alphas=[]")
+    soups = report["soups"]["ft"]
+    assert set(soups) == {"uniform", "greedy"} and soups["uniform"]["size"] == 2 == soups["uniform"]["of"]
+    assert 1 <= soups["greedy"]["size"] <= 2 and soups["greedy"]["id_test"]["n"] == 1
+    rows = pd.read_parquet(tmp_path / "soups" / "soups.parquet")
+    assert set(rows["split"]) >= {"id_val", "id_test", "recolour_test", "texture_test"}
+    text = (tmp_path / "soups" / "report" / "report.md").read_text()
+    assert "| FT uniform soup |" in text and "| FT greedy soup |" in text and "pareto.png" in text

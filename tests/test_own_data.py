@@ -210,26 +210,6 @@ def test_weights_that_do_not_fit_the_architecture_are_one_line(resnet_file, imag
     assert not (tmp_path / "results").exists()
 
 
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "great", "fine", "bad", "awful", "poor", "the",
-         "film", "food", "was", "is", "very", "not"]
-
-
-@pytest.fixture(scope="module")
-def bert_folder(tmp_path_factory):
-    """A randomly initialised small BERT and its tokenizer, saved by save_pretrained as a user's folder would be."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
-    torch.manual_seed(0)
-    model = BertModel(BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                 intermediate_size=64, max_position_embeddings=64))
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def sentences(tmp_path_factory):
     """Reviews of a film (ID, a CSV per split) and of food (OOD, one JSONL with a split column)."""
