@@ -13,6 +13,7 @@ Each method's hyper-parameter takes one of these forms:
 """
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from dataclasses import dataclass, field, fields
@@ -208,14 +209,37 @@ def _default(config: type, name: str):
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] = (), **settings) -> StudyConfig:
-    """Read a study YAML, apply ``key.sub=value`` overrides and keyword settings, validate everything."""
-    raw = _read_yaml(Path(path))
+    """Read a study YAML (and the ``base`` it extends), apply ``key.sub=value`` overrides and keyword settings,
+    validate everything."""
+    raw = read_study_file(Path(path))
     for override in overrides:
         _apply_override(raw, override)
     for key, value in settings.items():
         if value is not None:
             raw[key] = value
     return parse_config(raw)
+
+
+def read_study_file(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A study file's mapping with the file it names as ``base`` under it: mappings merged key by key, anything
+    else (a list is a grid) replaced; ``base`` is read relative to the file."""
+    raw = _read_yaml(path)
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError([f"{path}: base: expected the path of the study file it extends, got {base!r}"])
+    parent = (path.parent / base).resolve()
+    if parent in seen or parent == path.resolve():
+        raise ConfigError([f"{path}: base: {base} extends itself (through {', '.join(p.name for p in seen)})"])
+    return _merged(read_study_file(parent, (*seen, path.resolve())), raw)
+
+
+def _merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def _read_yaml(path: Path) -> dict:
@@ -397,6 +421,12 @@ def _check_takes_weights(backbone: str, check: "_Checker") -> None:
                               f"backbone that reads one: {readers}")
 
 
+def did_you_mean(word, options) -> str:
+    """ "; did you mean X?" for the option closest to a mistyped ``word``, or nothing."""
+    close = difflib.get_close_matches(str(word), [str(option) for option in options], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 class _Checker:
     """Small typed getters that record a problem instead of raising, so every problem is reported at once."""
 
@@ -406,7 +436,8 @@ class _Checker:
     def unknown_keys(self, mapping: dict, allowed: set[str], prefix: str) -> None:
         for key in mapping:
             if key not in allowed:
-                self.problems.append(f"{prefix}{key}: unknown key; expected one of {', '.join(sorted(allowed))}")
+                self.problems.append(f"{prefix}{key}: unknown key{did_you_mean(key, allowed)}; expected one of "
+                                     f"{', '.join(sorted(allowed))}")
 
     def typed(self, mapping: dict, key: str, kind: type, default, *, prefix: str = "", required: bool = False):
         if key not in mapping or mapping[key] is None:
@@ -424,7 +455,8 @@ class _Checker:
     def registered(self, mapping: dict, key: str, default: str, names: list[str]) -> str:
         value = self.typed(mapping, key, str, default)
         if value not in names:
-            self.problems.append(f"{key}: unknown {key} {value!r}; choose one of {', '.join(names)}")
+            self.problems.append(f"{key}: unknown {key} {value!r}{did_you_mean(value, names)}; choose one of "
+                                 f"{', '.join(names)}")
         return value
 
     def int_list(self, mapping: dict, key: str, default: list[int], *, prefix: str = "") -> list[int]:
@@ -538,7 +570,8 @@ def _parse_methods(raw: Any, search: SearchConfig, check: _Checker) -> dict[str,
     methods = {}
     for method, params in raw.items():
         if method not in CATALOG:
-            check.problems.append(f"methods.{method}: unknown method; choose from {', '.join(CATALOG)}")
+            check.problems.append(f"methods.{method}: unknown method{did_you_mean(method, CATALOG)}; choose from "
+                                  f"{', '.join(CATALOG)}")
             continue
         params = params or {}
         if not isinstance(params, dict):
@@ -557,6 +590,8 @@ def _parse_methods(raw: Any, search: SearchConfig, check: _Checker) -> dict[str,
 
 
 def _parse_param(value: Any, kind: type, where: str, search: SearchConfig, check: _Checker) -> Param:
+    if isinstance(value, dict) and set(value) == {"logspace"}:
+        value = _logspace(value["logspace"], where, check)
     if isinstance(value, dict):
         param = _parse_distribution(value, kind, where, check)
         if param.is_sampled and search.algorithm == "grid":
@@ -569,6 +604,19 @@ def _parse_param(value: Any, kind: type, where: str, search: SearchConfig, check
         return Param("grid", ())
     values = [_coerce(v, kind, where, check) for v in values]
     return Param("grid" if isinstance(value, list) else "fixed", tuple(values))
+
+
+def _logspace(bounds: Any, where: str, check: _Checker) -> list[float]:
+    """``{logspace: [start, stop, count]}``: ``count`` values from 10^start to 10^stop, evenly spaced in log (as
+    numpy's logspace; the paper's 50 C values are ``{logspace: [-7, 2, 50]}``), each to 4 significant digits."""
+    if (not isinstance(bounds, list) or len(bounds) != 3 or not all(isinstance(b, (int, float)) for b in bounds)
+            or isinstance(bounds[2], bool) or not isinstance(bounds[2], int) or bounds[2] < 1):
+        check.problems.append(f"{where}.logspace: expected [start exponent, stop exponent, count], e.g. [-7, 2, 50], "
+                              f"got {bounds!r}")
+        return [1.0]
+    start, stop, count = bounds
+    exponents = [start + (stop - start) * i / (count - 1) for i in range(count)] if count > 1 else [start]
+    return [float(f"{10 ** e:.4g}") for e in exponents]
 
 
 def _parse_distribution(value: dict, kind: type, where: str, check: _Checker) -> Param:
@@ -636,6 +684,8 @@ def _parse_head_strength(raw: dict, methods: dict[str, dict[str, Param]], check:
         return key, lp[key].values
     key = given[0]
     value = raw[f"lpft_head_{key}"]
+    if isinstance(value, dict) and set(value) == {"logspace"}:
+        value = _logspace(value["logspace"], f"lpft_head_{key}", check)
     values = value if isinstance(value, list) else [value]
     if not values:
         check.problems.append(f"lpft_head_{key}: empty list; give at least one value")

@@ -8,6 +8,7 @@ import yaml
 
 from study.cli import main
 from study.config import ConfigError, load_config, parse_config
+from study.data import list_benchmarks
 from study.methods.catalog import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +31,35 @@ def test_shipped_configs_are_valid():
     for path in (ROOT / "search_spaces").glob("*.yaml"):
         study = load_config(path)
         assert study.methods and study.seeds
+
+
+def test_a_preset_extends_its_base_and_a_logspace_is_its_grid(tmp_path):
+    base = tmp_path / "_base.yaml"
+    base.write_text("seeds: [0, 1]\nmethods:\n  lp: {C: {logspace: [-7, 2, 50]}}\n  ft: {lr: [0.1], epochs: 3}\n")
+    (tmp_path / "one.yaml").write_text("base: _base.yaml\nname: one\nmethods:\n  ft: {epochs: 5}\n")
+    study = load_config(tmp_path / "one.yaml")
+    assert study.seeds == (0, 1) and study.methods["ft"]["lr"].values == (0.1,), "the base's values"
+    assert study.methods["ft"]["epochs"].values == (5,), "the file's own value over the base's"
+    paper = load_config(ROOT / "search_spaces" / "paper" / "cifar10.yaml").methods["lp"]["C"].values
+    assert len(paper) == 50 and paper[0] == 1e-7 and paper[-1] == 100 and paper[11] == pytest.approx(1.048e-05)
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\nname: loop\n")
+    with pytest.raises(ConfigError, match="extends itself"):
+        load_config(tmp_path / "loop.yaml")
+
+
+def test_a_mistyped_key_or_name_says_what_was_meant():
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"name": "x", "seds": [0], "benchmark": "glyph", "methods": {"ftt": {"lrr": 0.1}, "ft": {"lrr": 1}}})
+    assert raised.value.problems == [
+        "seds: unknown key (did you mean seeds?); expected one of " + ", ".join(sorted(
+            {"backbone", "backbone_weights", "benchmark", "cache_dir", "data_root", "input_size", "lpft_head_C",
+             "lpft_head_l2", "max_failures", "methods", "name", "optimizer", "precision", "resources", "results_dir",
+             "schedule", "search", "seeds", "selection", "soups", "storage", "system_metrics", "tracking_uri",
+             "transforms", "wise_alphas"})),
+        "benchmark: unknown benchmark 'glyph' (did you mean glyphs?); choose one of " + ", ".join(list_benchmarks()),
+        "methods.ftt: unknown method (did you mean ft?); choose from " + ", ".join(METHODS),
+        "methods.ft.lrr: unknown key (did you mean lr?); expected one of batch_size, epochs, lr, momentum, "
+        "weight_decay"]
 
 
 def test_quickstart_is_the_paper_protocol_shape():
@@ -121,7 +151,10 @@ def test_console_script_prints_no_traceback(tmp_path):
         "[0.01]}}`"]
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "search_spaces").rglob("*.yaml")), ids=lambda p: p.stem)
+PRESETS = sorted(path for path in (ROOT / "search_spaces").rglob("*.yaml") if not path.name.startswith("_"))
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_the_resolved_config_reads_back_into_the_same_study(path):
     study = load_config(path)
     resolved = study.to_dict()
