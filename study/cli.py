@@ -131,6 +131,13 @@ def _soup(args) -> int:
     return _until_report(lambda: soup_study(folder, progress=not args.no_progress), args)
 
 
+def _schema(args) -> int:
+    from study.schema import study_schema
+
+    print(json.dumps(study_schema(), indent=1))
+    return 0
+
+
 def _report(args) -> int:
     from study.config import ConfigError
     from study.preflight import PreflightError
@@ -223,6 +230,12 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("study_dir", help="a study folder, e.g. results/quickstart")
     report.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     report.set_defaults(command=_report)
+    schema = commands.add_parser("schema", help="print the JSON Schema of a study file",
+                                 description="Print the JSON Schema of a study file, generated from the config's "
+                                             "definition: editors complete and check keys with it (write it to "
+                                             "study.schema.json and put `# yaml-language-server: "
+                                             "$schema=study.schema.json` at the top of a YAML).")
+    schema.set_defaults(command=_schema)
     return parser
 
 

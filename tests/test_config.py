@@ -162,3 +162,21 @@ def test_the_resolved_config_reads_back_into_the_same_study(path):
     for method, params in resolved["methods"].items():
         defaults = set(METHODS[method].defaults()) - ({"l2"} if "C" in params else set())  # LP's C replaces l2
         assert defaults <= set(params), "every default is written out"
+
+
+def test_the_json_schema_is_generated_from_the_config_and_checks_the_presets():
+    import json
+
+    import jsonschema
+
+    from study.schema import study_schema
+
+    committed = json.loads((ROOT / "search_spaces" / "study.schema.json").read_text())
+    assert committed == json.loads(json.dumps(study_schema())), "regenerate it: study schema > search_spaces/..."
+    for path in PRESETS:
+        jsonschema.validate(yaml.safe_load(path.read_text()), committed)
+        jsonschema.validate(yaml.safe_load(yaml.safe_dump(load_config(path).to_dict())), committed)
+    with pytest.raises(jsonschema.ValidationError, match="'seds' was unexpected"):
+        jsonschema.validate({"name": "x", "methods": {"lp": {}}, "seds": [0]}, committed)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"name": "x", "methods": {"surgical": {"blocks": "top"}}}, committed)
