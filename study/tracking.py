@@ -26,7 +26,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from study import metric_keys
 from study.cache import content_hash
-from study.config import StudyConfig, short
+from study.config import StudyConfig
 from study.data import GENERATED, ID_VAL, TRAIN, Benchmark
 
 PARENT_TAG = "mlflow.parentRunId"

@@ -347,6 +347,13 @@ def small_val(study_dir: Path) -> SmallVal | None:
                     labels=json.loads(labels.read_text()))
 
 
+def study_summary(study_dir: Path) -> dict:
+    """A study folder's report as ``summary`` gives it, from its tables, nothing written."""
+    from study.results import read_table
+
+    return summary(read_table(study_dir), read_wise_table(study_dir), small_val(study_dir), read_soups(study_dir))
+
+
 def write_report(study_dir: Path, table: pd.DataFrame, wise: pd.DataFrame | None = None) -> tuple[dict, str, Path]:
     """Write ``report/summary.json``, ``report/report.md``, ``report/report.html`` (self-contained) and the figures
     (each with its CSV) into the study folder; return the summary, the Markdown and the folder. ``wise``: the

@@ -21,8 +21,9 @@ from study.config import StudyConfig
 from study.preflight import check_machine
 from study.results import CONFIRM, read_table
 from study.tracking import split_inputs
-from study.tune.runner import (CONFIG_FILE, absolute, build_tuner, experiment_exists, fit, parent_tracker, reopen,
-                               restore_tuner, study_callbacks)
+from study.tune.lock import StudyLock
+from study.tune.runner import (build_tuner, experiment_exists, fit, load_study,
+                               parent_tracker, reopen, restore_tuner, study_callbacks)
 
 PLAN = "confirm-{}.json"
 
@@ -52,13 +53,16 @@ def plan(table: pd.DataFrame, count: int) -> dict:
     return {"seeds": seeds, "points": [{**config, "seed": seed} for config in chosen.values() for seed in seeds]}
 
 
-def confirm_study(study_dir: Path, count: int, *, progress: bool = True) -> tuple[dict, str, StudyConfig]:
+def confirm_study(study_dir: Path, count: int, *, progress: bool = True, **settings) -> tuple[dict, str, StudyConfig]:
     """Run (or continue) ``study confirm``; returns the report with every seed, and the study's configuration."""
-    from study.config import load_config
-
     study_dir = Path(study_dir)
-    study = absolute(load_config(study_dir / CONFIG_FILE))
+    study = load_study(study_dir, **settings)
     check_machine(study)
+    with StudyLock(study.study_dir, new=False, command="study confirm"):
+        return _confirm(study, study_dir, count, progress)
+
+
+def _confirm(study: StudyConfig, study_dir: Path, count: int, progress: bool) -> tuple[dict, str, StudyConfig]:
     tracker = parent_tracker(study)
     index, trials = _pending(study_dir, count)
     trials = trials or plan(read_table(study_dir), count)

@@ -29,6 +29,7 @@ from study.models.pretrained import require_weights
 from study.preflight import PreflightError, check_gpus, check_machine, tracking_problem
 from study.results import SEARCH, read_table, read_trial_outcome, read_wise_table, table_dir, write_soups
 from study.tracking import StudyTracker, flatten, split_inputs, system_metrics, tracking_uri
+from study.tune.lock import StudyLock, is_locked
 from study.tune.prepare import Prepared, prepare
 from study.tune.spaces import SEARCH_METRIC, SEARCH_MODE, build_search, trial_count
 
@@ -191,14 +192,21 @@ def run_study(study: StudyConfig, *, progress: bool = True) -> tuple[dict, str]:
     study = absolute(study)
     check_machine(study)
     _refuse_existing(study)
-    benchmark = check_inputs(study)
-    if (found := StudyTracker.find(study)) is not None:
-        raise _exists(f"the MLflow store {found.uri}", study)
-    init_ray()
-    check_gpus(study)
-    prepared = prepare(study, benchmark, progress=progress)  # damaged weights stop the study before any write
+    with StudyLock(study.study_dir, new=True) as lock:  # the name is this driver's (and removed if it never starts)
+        benchmark = check_inputs(study)
+        if (found := StudyTracker.find(study)) is not None:
+            raise _exists(f"the MLflow store {found.uri}", study)
+        init_ray()
+        check_gpus(study)
+        prepared = prepare(study, benchmark, progress=progress)  # damaged weights stop the study before any write
+        lock.started()
+        return _start(study, benchmark, prepared, progress)
+
+
+def _start(study: StudyConfig, benchmark: Benchmark, prepared: Prepared, progress: bool) -> tuple[dict, str]:
+    """Write what a study keeps from its start (config, manifest, the OOD val labels), open its MLflow parent run,
+    run its sweep."""
     tracker = StudyTracker.for_study(study)
-    study.study_dir.mkdir(parents=True, exist_ok=True)
     resolved = study.to_dict()  # every default filled in: what ran, not only what was typed
     (study.study_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
     (study.study_dir / "manifest.json").write_text(json.dumps(manifest(study, prepared), indent=2))
@@ -224,20 +232,29 @@ def study_callbacks(study: StudyConfig, tracker: StudyTracker, inputs: list, tot
             ProgressCallback(total, study.seeds, progress)]
 
 
-def resume_study(study_dir: Path, *, progress: bool = True) -> tuple[dict, str, StudyConfig]:
+def load_study(study_dir: Path, **settings) -> StudyConfig:
+    """The configuration of the study in ``study_dir``, read from its ``config.yaml``: its results root is the
+    folder's parent (a study moved with its folder is found where it is); ``settings`` (``tracking_uri``,
+    ``cache_dir``) override what it ran with."""
+    from study.config import load_config
+
+    study_dir = Path(study_dir).resolve()
+    return absolute(load_config(study_dir / CONFIG_FILE, results_dir=str(study_dir.parent), **settings))
+
+
+def resume_study(study_dir: Path, *, progress: bool = True, **settings) -> tuple[dict, str, StudyConfig]:
     """Continue a study whose driver stopped: finished trials stay as they are, unfinished and failed ones
     continue from their last checkpoint (Ray's ``Tuner.restore``), into the same table and MLflow runs.
     Returns the report and the study's configuration."""
-    from study.config import load_config
-
-    study = absolute(load_config(Path(study_dir) / CONFIG_FILE))
+    study = load_study(study_dir, **settings)
     check_machine(study)
     if not experiment_exists(study):
         raise NothingToResume(_no_experiment(study))
-    tracker = parent_tracker(study)
-    _, prepared = reopen(study, tracker, progress)
-    report, text = fit(study, tracker, lambda: restore_tuner(study, prepared), trial_count(study),
-                       f"study resume {study.study_dir}", after=soups_after(study, prepared))
+    with StudyLock(study.study_dir, new=False, command="study resume"):
+        tracker = parent_tracker(study)
+        _, prepared = reopen(study, tracker, progress)
+        report, text = fit(study, tracker, lambda: restore_tuner(study, prepared), trial_count(study),
+                           f"study resume {study.study_dir}", after=soups_after(study, prepared))
     return report, text, study
 
 
@@ -281,18 +298,16 @@ def _no_experiment(study: StudyConfig) -> str:
             f"results; remove {study.study_dir} and `study run` it again")
 
 
-def report_study(study_dir: Path) -> tuple[dict, str, str | None, str | None]:
+def report_study(study_dir: Path, **settings) -> tuple[dict, str, str | None, str | None]:
     """Redraw a study's report from its results tables and log it to the study's MLflow parent run, if the store
     holds one. Returns the summary, the Markdown, the parent run's id (None if nothing was logged) and a warning
     (None if the table holds every trial MLflow knows of). A table with trials missing or unreadable is reported
     from what it holds, but its smaller report does not replace the one in MLflow."""
-    from study.config import load_config
-
     damaged: list[Path] = []
     table = read_table(study_dir, damaged)
     report, text, folder = write_report(study_dir, table, read_wise_table(study_dir, damaged))
     config = Path(study_dir) / CONFIG_FILE
-    study = absolute(load_config(config)) if config.is_file() else None
+    study = load_study(study_dir, **settings) if config.is_file() else None
     if study is not None and (problem := tracking_problem(tracking_uri(study))):
         raise PreflightError(problem)
     tracker = StudyTracker.find(study) if study is not None else None
@@ -314,7 +329,9 @@ def report_study(study_dir: Path) -> tuple[dict, str, str | None, str | None]:
 
 def _refuse_existing(study: StudyConfig) -> None:
     """A study name is used once per results root and storage (and MLflow store, checked once the inputs are):
-    never overwrite, never mix."""
+    never overwrite, never mix; a study running now says so."""
+    if is_locked(study.study_dir):
+        StudyLock(study.study_dir, new=False).acquire()  # raises StudyBusy, naming who holds it
     for where, exists in ((study.study_dir, study.study_dir.exists() and any(study.study_dir.iterdir())),
                           (experiment_path(study), study.storage is not None and experiment_exists(study))):
         if exists:
@@ -378,14 +395,17 @@ def soups_after(study: StudyConfig, prepared: Prepared):
     return after if study.soups else None
 
 
-def soup_study(study_dir: Path, *, progress: bool = True) -> tuple[dict, str, StudyConfig]:
+def soup_study(study_dir: Path, *, progress: bool = True, **settings) -> tuple[dict, str, StudyConfig]:
     """``study soup``: cook a finished study's soups from its trials' final weights, then report it again."""
-    from study.config import load_config
-
-    study = absolute(load_config(Path(study_dir) / CONFIG_FILE))
+    study = load_study(study_dir, **settings)
     check_machine(study)
     if not experiment_exists(study):
         raise NothingToResume(_no_experiment(study))
+    with StudyLock(study.study_dir, new=False, command="study soup"):
+        return _soup(study, progress)
+
+
+def _soup(study: StudyConfig, progress: bool) -> tuple[dict, str, StudyConfig]:
     tracker = parent_tracker(study)
     _, prepared = reopen(study, tracker, progress)
     try:
