@@ -5,8 +5,9 @@
   and the line fitted through them that effective robustness is measured from.
 - ``pareto.png``: the same points on linear axes, the front no other point beats on both, the WiSE-FT curves of
   the selected configurations and the soups of the sweep.
-- ``accuracy_per_epoch.png``: ID-val and OOD-val accuracy per epoch of each method's selected configuration (mean
-  over seeds), with the epochs picked by ID val and by the oracle.
+- ``accuracy_per_epoch.png``: ID-val and OOD-val accuracy per epoch of each method's selected configuration, from
+  its starting point (epoch 0), mean and a band of one std over seeds, with the epochs picked by ID val and by the
+  oracle.
 - ``error_per_epoch.png``: the same configurations' ID-test and OOD-test error per epoch, log scale (on the
   theory's toy, the error curves of its section 3).
 - ``feature_change.png``: the selected models' feature change, ID test vs OOD test average.
@@ -15,6 +16,8 @@
 - ``reliability.png``: reliability diagrams of the selected models, ID test and the OOD tests pooled, before and
   after temperature scaling.
 - ``wise_ft.png``: the WiSE-FT curves, ID test vs OOD average as alpha goes from 0 to 1.
+
+Every figure is also saved as a PDF beside its PNG, for a paper.
 
 A regression study (the toy with the squared loss) gets the figures that do not need accuracy or confidence:
 ``error_per_epoch.png`` (its mean squared error), ``feature_change.png`` and ``sensitivity.png``.
@@ -27,6 +30,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -92,16 +96,19 @@ def pareto(table: pd.DataFrame, report: dict, folder: Path) -> Path:
 
 
 def _per_epoch(table: pd.DataFrame, report: dict, part: str) -> pd.DataFrame:
-    """The headline metric per epoch (>= 1) of each method's ID-val-selected configuration, mean over seeds: ID and
-    the OOD average of one ``part`` (val or test)."""
+    """The headline metric per epoch of each method's ID-val-selected configuration, from its starting point (epoch
+    0) on: ID and the OOD average of one ``part`` (val or test), mean and std over seeds."""
     ood = ood_splits(table, part)
-    rows = table[table["split"].isin([f"id_{part}", *ood]) & (table["epoch"] >= 1)]
+    rows = table[table["split"].isin([f"id_{part}", *ood])]
     curves = []
     for method, pick in report["chosen"]["id_val"].items():
-        wide = rows[rows["trial_id"].isin(pick["trial_ids"])].pivot_table(index="epoch", columns="split",
+        wide = rows[rows["trial_id"].isin(pick["trial_ids"])].pivot_table(index=["epoch", "seed"], columns="split",
                                                                          values=headline(table).column)
-        curves.append(pd.DataFrame({"method": method, "epoch": wide.index, f"id_{part}": wide[f"id_{part}"].values,
-                                    f"ood_{part}_avg": wide[ood].mean(axis=1).values}))
+        seeds = pd.DataFrame({f"id_{part}": wide[f"id_{part}"], f"ood_{part}_avg": wide[ood].mean(axis=1)})
+        stats = seeds.groupby(level="epoch").agg(["mean", "std"]).fillna(0.0)
+        curves.append(pd.DataFrame({"method": method, "epoch": stats.index,
+                                    **{name: stats[(name, "mean")].values for name in seeds},
+                                    **{f"{name}_std": stats[(name, "std")].values for name in seeds}}))
     return pd.concat(curves, ignore_index=True)
 
 
@@ -114,8 +121,13 @@ def _id_and_ood_curves(data: pd.DataFrame, columns: tuple[str, str]):
             style = dict(color=colour(method), label=label(method))
             if len(group) == 1:
                 axis.axhline(group[column].item(), linestyle="--", **style)
-            else:
+            else:  # the band: one std over seeds either side
                 axis.plot(group["epoch"], group[column], marker="o", **style)
+                if f"{column}_std" in group:
+                    axis.fill_between(group["epoch"], group[column] - group[f"{column}_std"],
+                                      group[column] + group[f"{column}_std"], color=colour(method), alpha=0.15)
+    for axis in axes:
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend()
     return figure, axes
 
@@ -132,7 +144,8 @@ def accuracy_per_epoch(table: pd.DataFrame, report: dict, folder: Path) -> Path:
                     axis.axvline(epoch, color=colour(method), linestyle=style, alpha=0.6)
     axes[0].set(title="ID val", xlabel="epoch", ylabel="accuracy (%)")
     axes[1].set(title="OOD val average", xlabel="epoch")
-    figure.suptitle("Selected configurations; lines: epoch picked by ID val (solid) and by the oracle (dotted)")
+    figure.suptitle("Selected configurations from their start (epoch 0), ± one std over seeds; lines: epoch picked by "
+                    "ID val (solid), by the oracle (dotted)", fontsize=9)
     return _save(figure, folder / "accuracy_per_epoch.png")
 
 
@@ -142,12 +155,14 @@ def error_per_epoch(table: pd.DataFrame, report: dict, folder: Path) -> Path:
         data = data.assign(id_test_error=100 - data["id_test"], ood_test_error=100 - data["ood_test_avg"])
     else:
         data = data.assign(id_test_error=data["id_test"], ood_test_error=data["ood_test_avg"])
+    data = data.assign(id_test_error_std=data["id_test_std"], ood_test_error_std=data["ood_test_avg_std"])
     data.to_csv(folder / "error_per_epoch.csv", index=False)
     figure, axes = _id_and_ood_curves(data, ("id_test_error", "ood_test_error"))
     unit = "error (%, log scale)" if measure == ACCURACY else "mean squared error (log scale)"
     axes[0].set(title="ID test", xlabel="epoch", ylabel=unit, yscale="log")
     axes[1].set(title="OOD test average", xlabel="epoch", yscale="log")
-    figure.suptitle("Test error per epoch of the configurations selected by ID val (mean over seeds)")
+    figure.suptitle("Test error per epoch of the configurations selected by ID val, from their start (epoch 0); mean "
+                    "± one std over seeds", fontsize=9)
     return _save(figure, folder / "error_per_epoch.png")
 
 
@@ -282,8 +297,10 @@ def wise_ft(report: dict, folder: Path) -> Path | None:
 
 
 def _save(figure, path: Path) -> Path:
+    """The figure as a PNG (the reports') and a PDF (a paper's), side by side."""
     figure.tight_layout()
     figure.savefig(path, dpi=120)
+    figure.savefig(path.with_suffix(".pdf"))
     plt.close(figure)
     return path
 

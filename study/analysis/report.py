@@ -144,12 +144,37 @@ def paired_against(chosen: dict[str, dict[str, Selection]], table: pd.DataFrame)
             for rule, picks in chosen.items()}
 
 
-def markdown(table: pd.DataFrame, report: dict) -> str:
-    """Tables of mean ± std over seeds, one per selection rule."""
+CAPTIONS = {  # each figure's caption, and the table it sits after
+    "accuracy_per_epoch": ("id_val", "ID-val and OOD-val accuracy per epoch of each method's configuration selected "
+                                     "by ID val, from its starting point (epoch 0); band: one std over seeds; "
+                                     "vertical lines: the epochs ID val (solid) and the oracle (dotted) picked."),
+    "error_per_epoch": ("id_val", "ID-test and OOD-test error per epoch of the same configurations, log scale; band: "
+                                  "one std over seeds."),
+    "sensitivity": ("id_val", "Each hyper-parameter configuration (its epoch picked by ID val) against the "
+                              "hyper-parameter searched most: ID val and the OOD test average, mean over seeds."),
+    "effective_robustness": ("robustness", "Every trial and epoch, ID test against the OOD test average on logit "
+                                           "axes (each seed a point); stars: the configurations selected by ID "
+                                           "val; dashed: the fit effective robustness is measured from."),
+    "pareto": ("robustness", "Every trial and epoch on linear axes with the front no point beats on both, the "
+                             "WiSE-FT curves of the selected configurations (lines) and the soups (P greedy, X "
+                             "uniform)."),
+    "feature_change": ("feature_change", "How far the selected models moved the pretrained features, ID test and "
+                                         "OOD average, mean and one std over seeds."),
+    "reliability": ("ece_ts", "Reliability diagrams of the selected models, ID test and the OOD tests pooled, before "
+                              "and after temperature scaling (the seeds' bins summed)."),
+    "wise_ft": ("wise", "WiSE-FT: ID test against the OOD average as alpha goes from 0 (the start) to 1 (the "
+                        "fine-tuned model), mean over seeds."),
+}
+
+
+def markdown(table: pd.DataFrame, report: dict, figures: dict[str, str] | None = None) -> str:
+    """The report: where it came from, one table of mean ± std over seeds per selection rule, the comparisons and
+    measurements, each figure (``figures``: its name -> file) with its caption after the table it belongs to."""
     tests = ood_splits(table, "test")
     columns = ["id_test", *tests, OOD_AVG]
     counts, measure = report["trials"], headline(table)
-    lines = [f"# Study `{report['study']}`", "",
+    place = _Figures(figures or {})
+    lines = [f"# Study `{report['study']}`", "", *_provenance(report),
              f"Trials: {counts['total']} ({counts['finished']} finished, {counts['diverged']} diverged, "
              f"{counts['failed']} failed). {measure.label}, mean ± sample std over seeds (n = seeds).", ""]
     for rule in RULES:
@@ -169,10 +194,74 @@ def markdown(table: pd.DataFrame, report: dict) -> str:
             lines.append(f"| {label(method)} | " + " | ".join(["—"] * len(columns)) +
                          f" | 0 | none: {why} |")
         lines += (_soup_rows(report, columns, measure) if rule == "id_val" else []) + [""]
-    lines += _rules_table(report, measure) + _robustness_table(report, measure)
-    lines += _paired_table(report, measure) + _analysis_tables(report, columns) + _head_norm_table(report)
-    lines += _wise_table(report, measure)
-    return "\n".join(lines)
+        lines += place.after(rule)
+    lines += _rules_table(report, measure) + _robustness_table(report, measure) + place.after("robustness")
+    lines += _paired_table(report, measure)
+    for metric, section in _analysis_sections(report, columns):
+        lines += section + place.after(metric)
+    lines += _head_norm_table(report) + _wise_table(report, measure) + place.after("wise")
+    return "\n".join(lines + place.rest())
+
+
+class _Figures:
+    """The report's figures, each placed once, numbered in order, with its caption and a link to its PDF."""
+
+    def __init__(self, files: dict[str, str]):
+        self.files, self.count = dict(files), 0
+
+    def after(self, anchor: str) -> list[str]:
+        return [line for stem in [s for s in self.files if CAPTIONS.get(s, ("", ""))[0] == anchor]
+                for line in self._one(stem)]
+
+    def rest(self) -> list[str]:
+        return (["## Figures", ""] if self.files else []) + [line for stem in list(self.files)
+                                                             for line in self._one(stem)]
+
+    def _one(self, stem: str) -> list[str]:
+        self.count += 1
+        name = self.files.pop(stem)
+        caption = CAPTIONS.get(stem, ("", stem))[1]
+        return [f"![{stem}]({name})", "", f"Figure {self.count}. {caption} (PDF: `{Path(name).stem}.pdf`)", ""]
+
+
+def _provenance(report: dict) -> list[str]:
+    """Where the numbers come from: the searched grid, the seeds, the code, when, on what, and how long."""
+    source = report.get("provenance") or {}
+    if not source:
+        return []
+    grid = "; ".join(f"{label(method)}: " + ", ".join(f"{name} ∈ {{{', '.join(map(_plain_value, values))}}}"
+                                                      for name, values in params.items())
+                     for method, params in source.get("grid", {}).items())
+    seeds = source.get("seeds", [])
+    wall = source.get("wall_seconds")
+    when = (source.get("created") or "")[:16].replace("T", " ")
+    cluster = ", ".join(f"{value:g} {key}" for key, value in source.get("cluster", {}).items())
+    machine = ", ".join(part for part in (source.get("cpu"), f"{source['cpus']} CPUs" if source.get("cpus") else None,
+                                          f"the Ray cluster: {cluster}" if cluster else None) if part)
+    return [f"Searched: {grid or 'one configuration per method'}.", "",
+            f"Seeds: {', '.join(map(str, seeds))} ({len(seeds)}). Code: lpft-study {source.get('version')}, git "
+            f"{(source.get('git_sha') or 'unknown')[:10]}. Run {when} on {source.get('host')}"
+            + (f" ({machine})" if machine else "") + (f", {wall / 60:.1f} min of wall time." if wall else "."), ""]
+
+
+def _plain_value(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def provenance(study_dir: Path) -> dict:
+    """What the report's header says of a study folder: its config's grids and seeds, its manifest's code, host and
+    wall time."""
+    config, manifest = Path(study_dir) / "config.yaml", Path(study_dir) / "manifest.json"
+    if not config.is_file():
+        return {}
+    resolved = yaml.safe_load(config.read_text()) or {}
+    grid = {method: {name: value for name, value in params.items() if isinstance(value, list) and len(value) > 1}
+            for method, params in (resolved.get("methods") or {}).items()}
+    facts = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    return {"grid": {method: params for method, params in grid.items() if params}, "seeds": resolved.get("seeds"),
+            "version": (facts.get("packages") or {}).get("lpft-study"), "git_sha": facts.get("git_sha"),
+            "created": facts.get("created"), "host": facts.get("host"), "cpu": facts.get("cpu"),
+            "cpus": facts.get("cpus"), "cluster": facts.get("cluster", {}), "wall_seconds": facts.get("wall_seconds")}
 
 
 def _searched_only(chosen: dict, table: pd.DataFrame, method: str) -> dict:
@@ -291,15 +380,15 @@ def _wise_table(report: dict, measure) -> list[str]:
     return lines + [""]
 
 
-def _analysis_tables(report: dict, columns: list[str]) -> list[str]:
-    """The selected models' feature change and calibration, where the table has them."""
-    lines = []
+def _analysis_sections(report: dict, columns: list[str]) -> list[tuple[str, list[str]]]:
+    """(metric, its table) of the selected models' feature change and calibration, where the table has them."""
+    sections = []
     for metric, title, scale in ANALYSIS:
         values = report["analysis"].get(metric) or {}
         if not values:
             continue
-        lines += [f"## {title}", "", "Selected by ID validation.", "",
-                  "| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        lines = [f"## {title}", "", "Selected by ID validation.", "",
+                 "| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
         for method in report["selection"]["id_val"]:
             if method in values:
                 cells = [f"{scale * values[method][c]['mean']:.2f} ± {scale * values[method][c]['std']:.2f}"
@@ -307,8 +396,8 @@ def _analysis_tables(report: dict, columns: list[str]) -> list[str]:
             else:
                 cells = ["0 (frozen)" if metric.startswith("feature") else "n/a"] * len(columns)
             lines.append(f"| {label(method)} | " + " | ".join(cells) + " |")
-        lines.append("")
-    return lines
+        sections.append((metric, lines + [""]))
+    return sections
 
 
 def _head_norm_table(report: dict) -> list[str]:
@@ -356,18 +445,18 @@ def study_summary(study_dir: Path) -> dict:
 
 def write_report(study_dir: Path, table: pd.DataFrame, wise: pd.DataFrame | None = None) -> tuple[dict, str, Path]:
     """Write ``report/summary.json``, ``report/report.md``, ``report/report.html`` (self-contained) and the figures
-    (each with its CSV) into the study folder; return the summary, the Markdown and the folder. ``wise``: the
-    study's WiSE-FT table (default: read from the study folder)."""
+    (PNG and PDF, each with its CSV) into the study folder; return the summary, the Markdown and the folder.
+    ``wise``: the study's WiSE-FT table (default: read from the study folder)."""
     from study.analysis.html import to_html
     from study.analysis.plots import draw_all
 
     report = summary(table, read_wise_table(study_dir) if wise is None else wise, small_val(study_dir),
                      read_soups(study_dir))
+    report["provenance"] = provenance(study_dir)
     folder = Path(study_dir) / REPORT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     figures = draw_all(table, report, folder)
-    text = "\n".join([markdown(table, report).rstrip(), *(["", "## Figures", ""] if figures else []),
-                      *(f"![{path.stem}]({path.name})" for path in figures)])
+    text = markdown(table, report, {path.stem: path.name for path in figures}).rstrip()
     (folder / "summary.json").write_text(json.dumps(report, indent=2))
     (folder / "report.md").write_text(text + "\n")
     (folder / "report.html").write_text(to_html(text, folder))

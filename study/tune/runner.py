@@ -85,11 +85,39 @@ def manifest(study: StudyConfig, prepared: Prepared) -> dict:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
+    import ray
+
+    cluster = {key: value for key, value in ray.cluster_resources().items() if key in ("CPU", "GPU")}
     return {"study": study.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "python": platform.python_version(),
-            "host": platform.node(), "packages": versions, "git_sha": _git_sha(),
+            "host": platform.node(), "cpu": _cpu_model(), "cpus": os.cpu_count(), "cluster": cluster,
+            "wall_seconds": 0.0, "packages": versions, "git_sha": _git_sha(),
             "fingerprints": prepared.fingerprints, "seeds": list(study.seeds),
             "features": {key: prepared.extraction[key] for key in ("file", "extracted", "seconds", "device", "node",
                                                                     "pid")}}
+
+
+def _cpu_model() -> str:
+    """The driver's CPU, as /proc/cpuinfo names it (or the platform's word for it)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def add_wall_time(study_dir: Path, seconds: float) -> None:
+    """Add one driver session's wall time to the study's manifest (a resumed study's sessions add up)."""
+    path = Path(study_dir) / "manifest.json"
+    if not path.is_file():
+        return
+    manifest = json.loads(path.read_text())
+    manifest["wall_seconds"] = round(manifest.get("wall_seconds", 0.0) + seconds, 1)
+    manifest["ended"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    partial = path.with_name(path.name + f".{os.getpid()}.partial")
+    partial.write_text(json.dumps(manifest, indent=2))
+    os.replace(partial, path)
 
 
 def _git_sha() -> str | None:
@@ -423,7 +451,7 @@ def fit(study: StudyConfig, tracker: StudyTracker, make_tuner, expected: int, ag
     """Run the tuner (of ``expected`` trials), then end the parent run whatever happened: FINISHED (with the
     report), KILLED (stopped by a signal: the report of what finished, the trials' runs KILLED too; the command
     ``again`` continues it) or FAILED."""
-    status, report, text = "FAILED", None, None
+    status, report, text, started = "FAILED", None, None, time.monotonic()
     try:
         with _sigterm_as_ctrl_c(), system_metrics(tracker.uri, tracker.parent_id if study.system_metrics else None):
             grid = make_tuner().fit()
@@ -433,6 +461,7 @@ def fit(study: StudyConfig, tracker: StudyTracker, make_tuner, expected: int, ag
     except KeyboardInterrupt:  # a second Ctrl-C, which Tune passes on
         status = "KILLED"
     finally:
+        add_wall_time(study.study_dir, time.monotonic() - started)
         try:
             for name in (CONFIG_FILE, "manifest.json"):
                 tracker.client.log_artifact(tracker.parent_id, str(study.study_dir / name))
