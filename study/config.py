@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
@@ -35,6 +36,10 @@ OPTIMIZERS = ("sgd", "adamw")  # the FT-like methods': SGD with momentum (Kumar 
 TRANSFORMS = ("paper", "backbone")  # the paper's inputs for its benchmarks (study.data.protocol), or the backbone's
 
 _POSITIVE = {"lr", "epochs", "batch_size", "l2", "C", "rank", "scale"}
+# A study's name is a folder, a storage URI's path and an MLflow experiment: what all three take, bounded well below
+# every limit (a path component's 255 bytes, MLflow's experiment names).
+MAX_NAME = 100
+NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_NAME - 1}}}")
 _NON_NEGATIVE = {"weight_decay", "sp_alpha", "sp_beta", "strength"}
 _BELOW_ONE = {"momentum"}  # SGD's momentum: 0 <= momentum < 1
 
@@ -280,8 +285,10 @@ def parse_config(raw: dict) -> StudyConfig:
     check.unknown_keys(raw, allowed, "")
     default = partial(_default, StudyConfig)
     name = check.typed(raw, "name", str, None, required=True)
-    if isinstance(name, str) and (not name or any(c in name for c in "/\\ ")):
-        problems.append(f"name: {name!r} is not a valid study name; use letters, digits, '-' and '_'")
+    if isinstance(name, str) and not NAME.fullmatch(name):
+        problems.append(f"name: {name!r} is not a valid study name: it names a folder, a storage URI and an MLflow "
+                        f"experiment; use at most {MAX_NAME} letters, digits, '.', '-' and '_', starting with a "
+                        "letter or digit")
     benchmark, files = _parse_benchmark(raw, check)
     backbone = _parse_backbone(raw, check)
     input_size = check.typed(raw, "input_size", int, default("input_size"))
@@ -290,6 +297,10 @@ def parse_config(raw: dict) -> StudyConfig:
                               f"benchmark.{files.kind}.train_transform / test_transform; drop input_size")
     _check_input_size(benchmark, backbone, input_size, check)
     seeds = check.int_list(raw, "seeds", list(default("seeds")))
+    if repeated := sorted({seed for seed in seeds if seeds.count(seed) > 1}):
+        problems.append(f"seeds: {repeated[0]} appears {seeds.count(repeated[0])} times; each seed runs every "
+                        "configuration once (a repeat would run its trials twice and count them twice in the spread)"
+                        "; list each seed once")
     search = _parse_search(raw.get("search") or {}, check)
     selection = _parse_selection(raw.get("selection") or {}, check)
     methods = _parse_methods(raw.get("methods"), search, check)

@@ -166,3 +166,23 @@ def test_the_write_probe_sees_what_permission_bits_do_not():
 
     assert writable_folder(Path("/proc/lpft"), "results_dir") is not None
     assert writable_folder(Path("/tmp"), "results_dir") is None
+
+
+@pytest.mark.parametrize("what, argv, line", [
+    ("a batch larger than the train split", ["--set", "methods.ft.batch_size=[64, 1024]"],
+     "error: methods.ft.batch_size: 1024 is more than the 800 examples of glyphs-small's train split, so an epoch "
+     "would have no full batch; use at most 800"),
+    ("a seed listed twice", ["--set", "seeds=[0, 1, 0]"],
+     "error: seeds: 0 appears 2 times; each seed runs every configuration once (a repeat would run its trials twice "
+     "and count them twice in the spread); list each seed once"),
+    ("a name too long", ["--name", "x" * 101],
+     f"error: name: {'x' * 101!r} is not a valid study name: it names a folder, a storage URI and an MLflow "
+     "experiment; use at most 100 letters, digits, '.', '-' and '_', starting with a letter or digit"),
+    ("a name no URI takes", ["--name", "smoke#2"], "error: name: 'smoke#2' is not a valid study name"),
+])
+def test_what_would_fail_in_every_trial_is_refused_at_set_up(what, argv, line, place, cache_dir, capsys):
+    """Found from the config and the listed benchmark (the session's cache holds it), before Ray starts."""
+    before = set(place.rglob("*"))
+    code, err = run(["run", SMOKE, "--results-dir", str(place / "results"), "--no-progress", *argv], capsys)
+    assert code == 2 and err.strip().splitlines()[0].startswith(line), err
+    assert nothing_created(place, before) and not ray.is_initialized()

@@ -65,7 +65,32 @@ def check_inputs(study: StudyConfig) -> Benchmark:
     if study.backbone_weights is not None:
         require_weights(study.backbone, study.backbone_weights)
     check_backbone(study.backbone, cache_dir=study.cache_dir, weights=study.backbone_weights)
+    check_against_data(study, benchmark)
     return benchmark
+
+
+def check_against_data(study: StudyConfig, benchmark: Benchmark) -> None:
+    """What would fail in every trial of a method, found before any: a batch larger than the train split (an epoch
+    with no full batch), adapters for a text model whose attention layers are not known."""
+    from study.config import ConfigError
+    from study.data import TRAIN
+
+    problems, size = [], len(benchmark.splits[TRAIN])
+    for method, params in study.methods.items():
+        param = params.get("batch_size")
+        for batch in (param.values if param is not None else ()):
+            if isinstance(batch, int) and batch > size:
+                problems.append(f"methods.{method}.batch_size: {batch} is more than the {size} examples of "
+                                f"{benchmark.name}'s train split, so an epoch would have no full batch; use at most "
+                                f"{size}")
+    if problems:
+        raise ConfigError(problems)
+    if custom_backbones.reads_text(study.backbone) and any(
+            "rank" in CATALOG[method].params for method in study.methods):
+        from study.models.text import lora_targets
+
+        config = custom_backbones.folder_of(study.backbone) / "config.json"
+        lora_targets(json.loads(config.read_text()).get("model_type", ""))
 
 
 def ood_val_labels(benchmark: Benchmark) -> dict[str, list[int]]:
