@@ -61,3 +61,40 @@ def wise_points(report: dict) -> list[tuple[float, str, str, float]]:
     prefix = f"{WISE}/"
     return [(float(alpha), split, metric, value) for name, value in report.items() if name.startswith(prefix)
             for alpha, split, metric in [name[len(prefix):].split("/")]]
+
+
+# Table columns that are a row's identity, not a metric; and the per-epoch facts a trial logs as tags, not metrics.
+_NOT_METRICS = {"study", "trial_id", "stage", "method", "seed", "epoch", "split", "outcome", "alpha", "reliability",
+                "reliability_ts", "correct"}
+TAGGED = {"lp_l2"}
+_EXTRAS = {"head_norm"}
+
+
+def from_rows(rows: list[dict], wise_rows: list[dict] = (), hparams: set[str] = frozenset()) -> dict[int, dict]:
+    """The flat scalar metrics of each epoch, as a trial logged them (``metrics(..., scalars_only=True)``), rebuilt
+    from its results-table rows (``rows``) and WiSE-FT rows: what MLflow should hold of it. ``hparams``: the table's
+    hyper-parameter columns, which are not metrics."""
+    import math
+
+    def scalar(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+    out: dict[int, dict] = {}
+    for row in rows:
+        epoch, split = int(row["epoch"]), row["split"]
+        if epoch < 0:
+            continue
+        metrics = out.setdefault(epoch, {})
+        for column, value in row.items():
+            if column in _NOT_METRICS or column in hparams or column in TAGGED or not scalar(value):
+                continue
+            if column in _EXTRAS:
+                metrics[key(EXTRA, column)] = float(value)
+            else:
+                metrics[key(split, "acc" if column == "accuracy" else column)] = float(value)
+    for row in wise_rows:
+        for metric, column in (("acc", "accuracy"), ("mse", "mse")):
+            if scalar(row.get(column)):
+                out.setdefault(int(row["epoch"]), {})[f"{WISE}/{row['alpha']:g}/{row['split']}/{metric}"] = float(
+                    row[column])
+    return out

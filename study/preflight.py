@@ -19,6 +19,7 @@ from pathlib import Path
 from study.config import StudyConfig
 from study.methods.catalog import METHODS as CATALOG
 from study.tracking import local_store, tracking_uri
+from study.tune.disk import low_space_problem
 
 PROBE_TIMEOUT_S = 3.0
 TRACKING_SCHEMES = {"", "file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks"}
@@ -31,7 +32,8 @@ class PreflightError(RuntimeError):
 
 def check_machine(study: StudyConfig) -> None:
     """Every problem a study's paths, storage, tracking store and Ray address have, raised together."""
-    problems = [writable_folder(study.results_dir, "results_dir (--results-dir)"),
+    problems = [writable_folder(study.results_dir, "results_dir (--results-dir)")
+                or low_space_problem(study.results_dir, "results_dir (--results-dir)"),
                 writable_folder(study.cache_dir, "cache_dir (--cache-dir or $LPFT_CACHE_DIR)"),
                 _data_root_problem(study.data_root),
                 _storage_problem(study.storage),

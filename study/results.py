@@ -110,7 +110,11 @@ def write_trial_rows(study_dir: str | os.PathLike, trial_id: str, rows: list[dic
     for column in _LISTS & set(frame.columns):
         frame[column] = frame[column].map(lambda value: value if _is_list(value) else None)  # Arrow lists: no NaN
     partial = folder / f".{trial_id}.parquet.partial"
-    pq.write_table(pa.Table.from_pandas(frame, schema=layout, preserve_index=False), partial)
+    try:
+        pq.write_table(pa.Table.from_pandas(frame, schema=layout, preserve_index=False), partial)
+    except OSError:
+        partial.unlink(missing_ok=True)  # a full disk cut it short: never leave half a part behind
+        raise
     os.replace(partial, folder / f"{trial_id}.parquet")
 
 

@@ -30,6 +30,12 @@ from study.config import StudyConfig
 from study.data import GENERATED, ID_VAL, TRAIN, Benchmark
 
 PARENT_TAG = "mlflow.parentRunId"
+# MLflow's client retries a request for minutes by default (7 retries, backoff factor 2, a 120 s timeout); a study
+# whose tracking server went away must not stall that long on each of its trials: it fails fast and catches up
+# (``study.sync``). A user's own settings win.
+for _name, _value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+                      ("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")):
+    os.environ.setdefault(_name, _value)
 
 
 def tracking_uri(study: StudyConfig) -> str:

@@ -7,6 +7,7 @@ opens a second child run.
 """
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from study.config import short
 from study.data import ID_VAL
 from study.results import (SEARCH, WISE_TABLE_DIR, read_trial_rows, rows_from_report, trial_columns,
                            wise_rows_from_report, write_trial_rows)
+from study.sync import RETRY_S, catch_up, clear_pending, mark_pending, pending, run_name
 from study.tracking import StudyTracker
+from study.tune import disk
 from study.tune.spaces import SEARCH_METRIC, TrialSpec
 
 
@@ -45,16 +48,25 @@ class ResultsTableCallback(Callback):
         return self._rows[trial.trial_id]
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if "epoch" not in result or result.get("diverged"):
+        if "epoch" not in result or result.get("diverged") or disk.guard(self.study_dir):
             return
         report = metric_keys.metrics(result) | {"epoch": result["epoch"]}
         identity = self._identity(trial)
         rows = [row for row in self._trial_rows(trial) if row["epoch"] != result["epoch"]]
         rows += rows_from_report(report, **identity)
         self._rows[trial.trial_id] = rows
-        write_trial_rows(self.study_dir, trial.trial_id, rows, "running")
+        self._write(trial.trial_id, rows, "running")
         if wise := wise_rows_from_report(report, **identity):
-            write_trial_rows(self.study_dir, trial.trial_id, wise, None, table=WISE_TABLE_DIR)
+            self._write(trial.trial_id, wise, None, table=WISE_TABLE_DIR)
+
+    def _write(self, trial_id: str, rows: list[dict], outcome: str | None, **options) -> None:
+        """A part of the table; a disk that is full stops the study (the part as it was stays)."""
+        try:
+            write_trial_rows(self.study_dir, trial_id, rows, outcome, **options)
+        except OSError as error:
+            if not disk.is_disk_full(error):
+                raise
+            disk.stop_for_space(self.study_dir)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._finish(trial, outcome_of(trial))
@@ -67,7 +79,7 @@ class ResultsTableCallback(Callback):
         if not rows:  # a trial that failed before its first report still gets a row, so it is counted
             rows = [{**trial_columns(**self._identity(trial)), "epoch": -1, "split": "none",
                      "accuracy": float("nan"), "loss": float("nan")}]
-        write_trial_rows(self.study_dir, trial.trial_id, rows, outcome)
+        self._write(trial.trial_id, rows, outcome)
 
     def _identity(self, trial) -> dict:
         spec = TrialSpec.of(trial.config, self.seeds)
@@ -79,35 +91,79 @@ class MlflowTrialsCallback(Callback):
     """One MLflow child run per trial, named by its method, searched hyper-parameters and seed: hyper-parameters as
     params, the study's splits as dataset inputs (``inputs``), per-epoch metrics with step = epoch, what a trial
     chooses once (LP-FT's ``lp_l2``) as a tag. ``searched``: per method, the hyper-parameters its name shows
-    (``StudyConfig.searched``)."""
+    (``StudyConfig.searched``).
+
+    A tracking server that does not answer never stops the study: the trials it could not log are written down
+    (``study.sync``), left alone for ``RETRY_S`` seconds at a time, and caught up from the results table when the
+    server answers again."""
 
     def __init__(self, tracker: StudyTracker, seeds: tuple[int, ...], searched: dict[str, tuple[str, ...]],
-                 inputs: list[DatasetInput]):
+                 inputs: list[DatasetInput], study_dir: Path):
         self.tracker, self.seeds, self.searched, self.inputs = tracker, seeds, searched, inputs
+        self.study_dir = study_dir
         self._runs: dict[str, str] = {}
         self._last_epoch: dict[str, int] = {}
+        self._retry_at = 0.0
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_runs": {}, "_last_epoch": {}}
+        return {**self.__dict__, "_runs": {}, "_last_epoch": {}, "_retry_at": 0.0}
 
     def _run_id(self, trial) -> str:
         if trial.trial_id not in self._runs:
             spec = TrialSpec.of(trial.config, self.seeds)
             params = {"method": spec.method, "seed": spec.seed, **spec.hparams}
-            shown = ", ".join(f"{name}={short(spec.hparams[name])}" for name in self.searched.get(spec.method, ())
-                              if name in spec.hparams)
-            run_id = self.tracker.child_run(trial.trial_id, f"{spec.method} {shown} seed{spec.seed}", params,
+            name = run_name(spec.method, spec.hparams, spec.seed, self.searched.get(spec.method, ()))
+            run_id = self.tracker.child_run(trial.trial_id, name, params,
                                             {"method": spec.method, "seed": str(spec.seed)}, self.inputs)
             self._runs[trial.trial_id] = run_id
             self._last_epoch[trial.trial_id] = self.tracker.last_logged_epoch(run_id)
         return self._runs[trial.trial_id]
 
+    def _attempt(self, trial, action) -> None:
+        """``action()``, unless the server is being left alone or the trial is behind (then the table catches it
+        up); a server that does not answer marks the trial pending instead of stopping the study."""
+        if not self._caught_up() or trial.trial_id in pending(self.study_dir)["trials"]:
+            mark_pending(self.study_dir, [trial.trial_id])
+            return
+        try:
+            action()
+        except Exception as error:  # noqa: BLE001 - MLflow's client raises many kinds for a server that is away
+            self._away(error)
+            mark_pending(self.study_dir, [trial.trial_id])
+
+    def _caught_up(self) -> bool:
+        """True when nothing is pending; else, at most every ``RETRY_S``, try to catch up from the table."""
+        if not pending(self.study_dir)["trials"]:
+            return True
+        if time.monotonic() < self._retry_at:
+            return False
+        try:
+            logged = catch_up(self.tracker, self.study_dir, self.seeds, self.searched, self.inputs)
+        except Exception as error:  # noqa: BLE001
+            self._away(error)
+            return False
+        clear_pending(self.study_dir)
+        self._runs.clear()  # read again from MLflow, where the catch-up left them
+        print(f"MLflow at {self.tracker.uri} answers again: {logged} epoch(s) caught up from the results table",
+              file=sys.stderr)
+        return True
+
+    def _away(self, error: Exception) -> None:
+        if self._retry_at == 0.0:
+            reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+            print(f"warning: MLflow at {self.tracker.uri} does not answer ({reason}); the study goes on and logs to "
+                  f"it when it answers again", file=sys.stderr)
+        self._retry_at = time.monotonic() + RETRY_S
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._run_id(trial)
+        self._attempt(trial, lambda: self._run_id(trial))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if "epoch" not in result or result.get("diverged"):
             return
+        self._attempt(trial, lambda: self._log(trial, result))
+
+    def _log(self, trial, result) -> None:
         run_id, epoch = self._run_id(trial), int(result["epoch"])
         if epoch > self._last_epoch[trial.trial_id]:  # a trial resumed from an older checkpoint repeats epochs
             metrics = metric_keys.metrics(result, scalars_only=True)
@@ -118,10 +174,10 @@ class MlflowTrialsCallback(Callback):
             self._last_epoch[trial.trial_id] = epoch
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.tracker.end_child(self._run_id(trial), outcome_of(trial))
+        self._attempt(trial, lambda: self.tracker.end_child(self._run_id(trial), outcome_of(trial)))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.tracker.end_child(self._run_id(trial), "failed")
+        self._attempt(trial, lambda: self.tracker.end_child(self._run_id(trial), "failed"))
 
 
 class ProgressCallback(Callback):

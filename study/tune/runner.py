@@ -28,7 +28,9 @@ from study.models import custom as custom_backbones
 from study.models.pretrained import require_weights
 from study.preflight import PreflightError, check_gpus, check_machine, tracking_problem
 from study.results import SEARCH, read_table, read_trial_outcome, read_wise_table, table_dir, write_soups
+from study.sync import catch_up, clear_pending, describe_missing, mark_pending, pending
 from study.tracking import StudyTracker, flatten, split_inputs, system_metrics, tracking_uri
+from study.tune import disk
 from study.tune.lock import StudyLock, is_locked
 from study.tune.prepare import Prepared, prepare
 from study.tune.spaces import SEARCH_METRIC, SEARCH_MODE, build_search, trial_count
@@ -281,7 +283,7 @@ def study_callbacks(study: StudyConfig, tracker: StudyTracker, inputs: list, tot
 
     return [ResultsTableCallback(study.study_dir, study.name, study.seeds, stage),
             MlflowTrialsCallback(tracker, study.seeds, {method: study.searched(method) for method in study.methods},
-                                 inputs),
+                                 inputs, study.study_dir),
             ProgressCallback(total, study.seeds, progress)]
 
 
@@ -366,6 +368,14 @@ def report_study(study_dir: Path, **settings) -> tuple[dict, str, str | None, st
     tracker = StudyTracker.find(study) if study is not None else None
     if tracker is not None:
         tracker.end_if_driver_died()
+    if tracker is not None and (pending(study_dir)["trials"] or pending(study_dir)["report"]):
+        catch_up(tracker, study_dir, study.seeds, {m: study.searched(m) for m in study.methods},
+                 split_inputs_of(study))
+        for name in (CONFIG_FILE, "manifest.json"):
+            tracker.client.log_artifact(tracker.parent_id, str(Path(study_dir) / name))
+        if not is_locked(study_dir):  # a study that is not running is over: its parent run says how it ended
+            tracker.end_parent("FINISHED" if not _unfinished_table(study_dir) else "KILLED")
+        clear_pending(study_dir)
     known = {run.data.tags.get("trial_id") for run in tracker.children()} if tracker else set()
     missing = sorted(known - set(table["trial_id"]) - {path.stem for path in damaged} - {None})
     if not (damaged or missing):
@@ -400,6 +410,10 @@ def _exists(where: str, study: StudyConfig) -> StudyExists:
                        f"continues it, or pass --name NEW_NAME for a new one")
 
 
+def _unfinished_table(study_dir: Path) -> bool:
+    return any(read_trial_outcome(part) == "running" for part in table_dir(study_dir).glob("*.parquet"))
+
+
 def _unfinished(study: StudyConfig, grid, expected: int) -> bool:
     """Whether Tune returned before every trial ended (it returns normally when Ctrl-C stops it): fewer trials
     than ``expected`` (some never started), or trials the results table still holds as running."""
@@ -432,6 +446,38 @@ def cook_soups(study: StudyConfig, prepared: Prepared, name: str = RAY_DIR) -> N
     from study.tune.soups import cook
 
     write_soups(study.study_dir, cook(study, prepared, read_table(study.study_dir), experiment_path(study, name)))
+
+
+def _log_the_end(study: StudyConfig, tracker: StudyTracker, status: str, report: dict | None) -> None:
+    """Bring MLflow up to date at a study's end: trials it missed while its server was away, the config, manifest
+    and report, the runs' statuses. A server that does not answer costs MLflow, never the study: one line says what
+    it lacks and which command logs it."""
+    try:
+        if pending(study.study_dir)["trials"]:
+            catch_up(tracker, study.study_dir, study.seeds, {m: study.searched(m) for m in study.methods},
+                     split_inputs_of(study))
+        for name in (CONFIG_FILE, "manifest.json"):
+            tracker.client.log_artifact(tracker.parent_id, str(study.study_dir / name))
+        if report is not None:
+            tracker.log_artifacts(study.study_dir / REPORT_DIR, REPORT_DIR)
+            tracker.log_answer(report)
+        if status == "KILLED":
+            tracker.end_running_children("KILLED")
+        tracker.end_parent(status)
+        clear_pending(study.study_dir)
+    except Exception:  # noqa: BLE001 - MLflow's client raises many kinds for a server that is away
+        try:
+            mark_pending(study.study_dir, report=True)
+        except OSError:  # a full disk: `study report` finds the table ahead of MLflow and catches up all the same
+            pass
+        print(f"warning: {describe_missing(study.study_dir, tracker.uri) or 'MLflow did not take the end of the study'}"
+              f"; `study report {study.study_dir}` logs what it lacks", file=sys.stderr)
+
+
+def split_inputs_of(study: StudyConfig) -> list:
+    """The study's splits as MLflow dataset inputs, for child runs created after the fact (its benchmark listed
+    again: from the cache, or the files' listing)."""
+    return split_inputs(check_inputs(study))
 
 
 def soups_after(study: StudyConfig, prepared: Prepared):
@@ -477,6 +523,7 @@ def fit(study: StudyConfig, tracker: StudyTracker, make_tuner, expected: int, ag
     report), KILLED (stopped by a signal: the report of what finished, the trials' runs KILLED too; the command
     ``again`` continues it) or FAILED."""
     status, report, text, started = "FAILED", None, None, time.monotonic()
+    disk.reset()
     try:
         with _sigterm_as_ctrl_c(), system_metrics(tracker.uri, tracker.parent_id if study.system_metrics else None):
             grid = make_tuner().fit()
@@ -486,18 +533,18 @@ def fit(study: StudyConfig, tracker: StudyTracker, make_tuner, expected: int, ag
     except KeyboardInterrupt:  # a second Ctrl-C, which Tune passes on
         status = "KILLED"
     finally:
-        add_wall_time(study.study_dir, time.monotonic() - started)
+        full = disk.stopped_for_space()
         try:
-            for name in (CONFIG_FILE, "manifest.json"):
-                tracker.client.log_artifact(tracker.parent_id, str(study.study_dir / name))
-            if status != "FAILED" and table_dir(study.study_dir).is_dir():
+            add_wall_time(study.study_dir, time.monotonic() - started)
+            if status != "FAILED" and not full and table_dir(study.study_dir).is_dir():
                 report, text, folder = write_report(study.study_dir, read_table(study.study_dir))
-                tracker.log_artifacts(folder, REPORT_DIR)
-                tracker.log_answer(report)
-        finally:
-            if status == "KILLED":
-                tracker.end_running_children("KILLED")
-            tracker.end_parent(status)
+        except OSError as error:  # the disk filled as the study ended: the report is redrawn by `study report`
+            if not disk.is_disk_full(error):
+                raise
+            full = full or disk.stopped_for_space() or f"{study.study_dir}: the file system is full"
+        _log_the_end(study, tracker, status, report)
+    if full:
+        raise Interrupted(f"{full}: free some space, then `{again}` continues it")
     if status == "KILLED":
         raise Interrupted(f"the study was stopped before every trial ended; what finished is kept in "
                           f"{study.study_dir}: `{again}` continues it")
