@@ -339,8 +339,11 @@ def _mean_std(values: dict, metric: str) -> str:
 
 
 def _number(value: float, metric: str) -> str:
-    """Accuracies with one decimal (percent); squared errors, which span decades, with three significant digits."""
-    return f"{value:.1f}" if metric == "accuracy" else f"{value:.3g}"
+    """Accuracies with one decimal (percent); squared errors, which span decades, with three significant digits.
+    A difference that rounds to nothing is 0.0, never -0.0."""
+    if metric == "accuracy":
+        return f"{round(value, 1) + 0.0:.1f}"
+    return f"{value:.3g}"
 
 
 def _paired_table(report: dict, measure) -> list[str]:
