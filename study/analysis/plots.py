@@ -89,7 +89,8 @@ def pareto(table: pd.DataFrame, report: dict, folder: Path) -> Path:
     if not shown.empty:  # a new random head at chance would squeeze the models that classify
         axes.set_xlim(shown["id_test"].min() - 1, shown["id_test"].max() + 1)
     axes.set(xlabel="ID test accuracy (%)", ylabel="OOD test accuracy, average (%)",
-             title="Every trial and epoch, the front, WiSE-FT curves (lines), soups (P greedy, X uniform)")
+             title="Every trial and epoch, the front, WiSE-FT curves (lines)"
+                   + (", soups (P greedy, X uniform)" if report.get("soups") else ""))
     axes.title.set_fontsize(8)
     axes.legend(fontsize=7)
     return _save(figure, folder / "pareto.png")

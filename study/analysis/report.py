@@ -156,8 +156,8 @@ CAPTIONS = {  # each figure's caption, and the table it sits after
                                            "axes (each seed a point); stars: the configurations selected by ID "
                                            "val; dashed: the fit effective robustness is measured from."),
     "pareto": ("robustness", "Every trial and epoch on linear axes with the front no point beats on both, the "
-                             "WiSE-FT curves of the selected configurations (lines) and the soups (P greedy, X "
-                             "uniform)."),
+                             "WiSE-FT curves of the selected configurations (lines) and, where the study made them, "
+                             "the soups (P greedy, X uniform)."),
     "feature_change": ("feature_change", "How far the selected models moved the pretrained features, ID test and "
                                          "OOD average, mean and one std over seeds."),
     "reliability": ("ece_ts", "Reliability diagrams of the selected models, ID test and the OOD tests pooled, before "
