@@ -30,6 +30,7 @@ from study.config import StudyConfig
 from study.data import GENERATED, ID_VAL, TRAIN, Benchmark
 
 PARENT_TAG = "mlflow.parentRunId"
+SEARCH_PAGE = 1000  # runs per page of a search (the most a file or SQL store returns at once)
 # MLflow's client retries a request for minutes by default (7 retries, backoff factor 2, a 120 s timeout); a study
 # whose tracking server went away must not stall that long on each of its trials: it fails fast and catches up
 # (``study.sync``). A user's own settings win.
@@ -220,22 +221,40 @@ class StudyTracker:
 
     def child_run(self, trial_id: str, run_name: str, params: dict, tags: dict[str, str],
                   inputs: list[DatasetInput]) -> str:
-        """The child run of trial ``trial_id``: the existing one if any, else a new one with ``params`` and the
-        study's dataset ``inputs``."""
+        """The child run of trial ``trial_id``: the existing one if any (running again), else a new one."""
         if (found := self.trial_run(trial_id)) is not None:
-            self.client.update_run(found, status="RUNNING")
+            self.reopen_child(found)
             return found
+        return self.new_child(trial_id, run_name, params, tags, inputs)
+
+    def new_child(self, trial_id: str, run_name: str, params: dict, tags: dict[str, str],
+                  inputs: list[DatasetInput]) -> str:
+        """A new child run for trial ``trial_id`` with ``params`` and the study's dataset ``inputs``."""
         run = self.client.create_run(self.experiment_id, run_name=run_name,
                                      tags={PARENT_TAG: self.parent_id, "trial_id": trial_id, **tags})
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         self.client.log_inputs(run.info.run_id, inputs)
         return run.info.run_id
 
+    def reopen_child(self, run_id: str) -> None:
+        self.client.update_run(run_id, status="RUNNING")
+
     def trial_run(self, trial_id: str) -> str | None:
         """The run id of trial ``trial_id``'s child run, if it has one."""
         query = f"tags.trial_id = '{trial_id}' and tags.`{PARENT_TAG}` = '{self.parent_id}'"
         found = self.client.search_runs([self.experiment_id], query, max_results=1)
         return found[0].info.run_id if found else None
+
+    def trial_runs(self) -> dict[str, str]:
+        """Trial id -> run id of every child run the parent has: one search for a study's driver, where one per
+        trial would cost a query over a table that grows with every trial."""
+        runs, token = {}, None
+        while True:
+            page = self.client.search_runs([self.experiment_id], f"tags.`{PARENT_TAG}` = '{self.parent_id}'",
+                                           max_results=SEARCH_PAGE, page_token=token)
+            runs |= {run.data.tags["trial_id"]: run.info.run_id for run in page if "trial_id" in run.data.tags}
+            if not (token := page.token):
+                return runs
 
     def last_logged_epoch(self, run_id: str) -> int:
         """The last epoch a child run has metrics for (-1 if none): a resumed trial logs only later ones."""

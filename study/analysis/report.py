@@ -9,8 +9,8 @@ import pandas as pd
 import yaml
 
 from study.analysis.robustness import effective_robustness
-from study.analysis.selection import (OOD_AVG, RULES, Selection, SmallVal, head_norm_of, headline, metric_of,
-                                      ood_splits, paired_difference, select, wise_of)
+from study.analysis.selection import (OOD_AVG, RULES, Selection, SmallVal, candidates_of, head_norm_of, headline,
+                                      metric_of, ood_splits, paired_difference, select, wise_of)
 from study.config import short
 from study.methods.catalog import METHODS, label
 from study.results import hparam_columns, read_soups, read_wise_table
@@ -42,9 +42,10 @@ def selections(table: pd.DataFrame, small: SmallVal | None = None) -> dict[str, 
     """Every rule's selection of every method that has one; ``small``: the small-OOD-val rule's examples."""
     methods = [m for m in METHODS if m in set(table["method"])]
     methods += sorted(set(table["method"]) - set(methods))
+    candidates = {method: candidates_of(table, method) for method in methods}  # pivoted once for every rule
     out = {}
     for rule in RULES:
-        picked = {method: select(table, method, rule, small) for method in methods}
+        picked = {method: select(table, method, rule, small, candidates[method]) for method in methods}
         out[rule] = {method: selection for method, selection in picked.items() if selection is not None}
     return out
 

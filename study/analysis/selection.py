@@ -94,13 +94,14 @@ def ood_splits(table: pd.DataFrame, part: str) -> list[str]:
     return [name for name in names if name.endswith(f"_{part}") and name != f"id_{part}"]
 
 
-def select(table: pd.DataFrame, method: str, rule: str = "id_val", small: SmallVal | None = None
-           ) -> Selection | None:
+def select(table: pd.DataFrame, method: str, rule: str = "id_val", small: SmallVal | None = None,
+           candidates: tuple | None = None) -> Selection | None:
     """The selected configuration and epoch of ``method`` under ``rule``, or None if nothing is eligible (or the
-    rule does not apply: one OOD domain for leave-one-domain-out; no labels for small OOD val)."""
+    rule does not apply: one OOD domain for leave-one-domain-out; no labels for small OOD val). ``candidates``:
+    ``candidates_of(table, method)`` where the caller has it, or a part of it."""
     if rule not in RULES:
         raise ValueError(f"unknown selection rule {rule!r}; use one of {RULES}")
-    candidates = _candidates(table, method)
+    candidates = candidates_of(table, method) if candidates is None else candidates
     if candidates is None:
         return None
     every, wide, keys = candidates
@@ -118,7 +119,7 @@ def select(table: pd.DataFrame, method: str, rule: str = "id_val", small: SmallV
                      trial_ids=tuple(chosen.index.get_level_values("trial_id")))
 
 
-def _candidates(table: pd.DataFrame, method: str):
+def candidates_of(table: pd.DataFrame, method: str):
     """(every finished (configuration, seed, trial, epoch >= 1) row, those of the search's complete configurations,
     the hyper-parameter names); None where nothing is eligible."""
     rows, measure = table[table["method"] == method], headline(table)
@@ -275,9 +276,13 @@ def wise_of(selection: Selection, wise: pd.DataFrame, table: pd.DataFrame) -> di
 def per_configuration(table: pd.DataFrame, method: str, rule: str = "id_val") -> list[Selection]:
     """``select`` within each hyper-parameter configuration of ``method`` (its epoch picked by ``rule``): what the
     study would report had it searched only that configuration. The data of a sensitivity plot."""
-    rows = table[table["method"] == method]
-    keys = [column for column in hparam_columns(rows) if rows[column].notna().all()]
-    picks = [select(group, method, rule) for _, group in rows.groupby(keys, sort=False)] if keys else []
+    candidates = candidates_of(table, method)
+    if candidates is None or not candidates[2]:
+        return []
+    every, wide, keys = candidates
+    every_of = dict(list(every.groupby(level=keys, sort=False)))  # pivoted once, not once per configuration
+    picks = [select(table, method, rule, candidates=(every_of[config], part, keys))
+             for config, part in wide.groupby(level=keys, sort=False)]
     return [pick for pick in picks if pick is not None]
 
 

@@ -70,6 +70,7 @@ class ResultsTableCallback(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._finish(trial, outcome_of(trial))
+        _forget_running_averages(trial)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._finish(trial, "failed")
@@ -80,11 +81,22 @@ class ResultsTableCallback(Callback):
             rows = [{**trial_columns(**self._identity(trial)), "epoch": -1, "split": "none",
                      "accuracy": float("nan"), "loss": float("nan")}]
         self._write(trial.trial_id, rows, outcome)
+        self._rows.pop(trial.trial_id, None)  # on disk now; a study of 1,000 trials need not hold them all
 
     def _identity(self, trial) -> dict:
         spec = TrialSpec.of(trial.config, self.seeds)
         return dict(study=self.study_name, trial_id=trial.trial_id, stage=self.stage, method=spec.method,
                     seed=spec.seed, hparams=spec.hparams)
+
+
+def _forget_running_averages(trial) -> None:
+    """Drop what Tune keeps per metric of a trial to average its last 5 and 10 reports: two deques per metric,
+    90 KiB for a trial's 50 metrics, kept for every finished trial, though a finished trial reports no more. Its
+    min, max, mean and last value stay. Never for a trial that failed: ``study resume`` runs it again, and Tune
+    would append to its deques. (A private structure of Tune's, so only if it is there.)"""
+    metadata = getattr(trial, "run_metadata", None)
+    if isinstance(getattr(metadata, "metric_n_steps", None), dict):
+        metadata.metric_n_steps = {}
 
 
 class MlflowTrialsCallback(Callback):
@@ -101,22 +113,27 @@ class MlflowTrialsCallback(Callback):
                  inputs: list[DatasetInput], study_dir: Path):
         self.tracker, self.seeds, self.searched, self.inputs = tracker, seeds, searched, inputs
         self.study_dir = study_dir
-        self._runs: dict[str, str] = {}
+        self._runs: dict[str, str] | None = None  # trial id -> child run id, read from MLflow once
         self._last_epoch: dict[str, int] = {}
         self._retry_at = 0.0
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_runs": {}, "_last_epoch": {}, "_retry_at": 0.0}
+        return {**self.__dict__, "_runs": None, "_last_epoch": {}, "_retry_at": 0.0}
 
     def _run_id(self, trial) -> str:
-        if trial.trial_id not in self._runs:
-            spec = TrialSpec.of(trial.config, self.seeds)
-            params = {"method": spec.method, "seed": spec.seed, **spec.hparams}
-            name = run_name(spec.method, spec.hparams, spec.seed, self.searched.get(spec.method, ()))
-            run_id = self.tracker.child_run(trial.trial_id, name, params,
-                                            {"method": spec.method, "seed": str(spec.seed)}, self.inputs)
-            self._runs[trial.trial_id] = run_id
-            self._last_epoch[trial.trial_id] = self.tracker.last_logged_epoch(run_id)
+        if self._runs is None:  # a restored study, or one that caught up, has child runs already
+            self._runs = self.tracker.trial_runs()
+        if trial.trial_id not in self._last_epoch:
+            if (run_id := self._runs.get(trial.trial_id)) is not None:
+                self.tracker.reopen_child(run_id)
+                self._last_epoch[trial.trial_id] = self.tracker.last_logged_epoch(run_id)
+            else:
+                spec = TrialSpec.of(trial.config, self.seeds)
+                params = {"method": spec.method, "seed": spec.seed, **spec.hparams}
+                name = run_name(spec.method, spec.hparams, spec.seed, self.searched.get(spec.method, ()))
+                self._runs[trial.trial_id] = self.tracker.new_child(
+                    trial.trial_id, name, params, {"method": spec.method, "seed": str(spec.seed)}, self.inputs)
+                self._last_epoch[trial.trial_id] = -1
         return self._runs[trial.trial_id]
 
     def _attempt(self, trial, action) -> None:
@@ -143,7 +160,7 @@ class MlflowTrialsCallback(Callback):
             self._away(error)
             return False
         clear_pending(self.study_dir)
-        self._runs.clear()  # read again from MLflow, where the catch-up left them
+        self._runs, self._last_epoch = None, {}  # read again from MLflow, where the catch-up left them
         print(f"MLflow at {self.tracker.uri} answers again: {logged} epoch(s) caught up from the results table",
               file=sys.stderr)
         return True
