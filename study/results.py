@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -104,8 +103,9 @@ def write_trial_rows(study_dir: str | os.PathLike, trial_id: str, rows: list[dic
     unknown = {column for row in rows for column in row} - set(layout.names)
     if unknown:
         raise ValueError(f"columns {sorted(unknown)} are not in the {table} schema (study.results.schema)")
-    records = [{**row, **{column: None for column in _LISTS if column in row and not _is_list(row[column])},
-                **({} if outcome is None else {"outcome": outcome})} for row in rows]  # Arrow lists: no NaN
+    exact = {field.name for field in layout if not pa.types.is_floating(field.type)}
+    records = [{**row, **{column: None for column, value in row.items() if column in exact and _missing(value)},
+                **({} if outcome is None else {"outcome": outcome})} for row in rows]  # NaN only in float columns
     partial = folder / f".{trial_id}.parquet.partial"
     try:
         pq.write_table(pa.Table.from_pylist(records, schema=layout), partial)
@@ -115,8 +115,9 @@ def write_trial_rows(study_dir: str | os.PathLike, trial_id: str, rows: list[dic
     os.replace(partial, folder / f"{trial_id}.parquet")
 
 
-def _is_list(value) -> bool:
-    return isinstance(value, (list, tuple, np.ndarray))
+def _missing(value) -> bool:
+    """NaN where Arrow wants null: a read-back row's empty int or text column, a list metric a split lacks."""
+    return isinstance(value, float) and value != value
 
 
 def read_trial_rows(study_dir: str | os.PathLike, trial_id: str) -> list[dict]:

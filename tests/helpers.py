@@ -47,6 +47,7 @@ def study_here(*argv) -> dict:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main([*map(str, argv), "--json", *(["--no-progress"] if argv[0] != "report" else [])])
+    sys.stderr.write(err.getvalue())  # what the study warned of, for a test's capsys (and pytest's failure report)
     assert code == 0, err.getvalue()[-3000:]
     return json.loads(out.getvalue())
 

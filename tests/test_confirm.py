@@ -6,9 +6,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import run_study_here, study_here
+from study.analysis.report import small_val
 from study.analysis.selection import select
 from study.cli import main
 from study.results import read_table
+from study.tune.confirm import CONFIRMED
 
 METHODS = "methods={lp: {l2: [0.0001, 0.01]}, ft: {lr: [0.03], epochs: 1}}"
 
@@ -29,8 +31,9 @@ def test_confirm_reruns_each_selected_configuration_on_new_seeds(confirmed):
     table = read_table(results / "conf")
     added = table[~table["trial_id"].isin(before["trial_id"])]
     assert set(added["stage"]) == {"confirm"} and set(before["stage"]) == {"search"}
+    small = small_val(results / "conf")  # the small-OOD-val rule's labelled examples
     picks = {method: {json.dumps(searched["chosen"][rule][method]["config"], sort_keys=True)
-                      for rule in searched["chosen"]} for method in ("lp", "ft")}  # one rerun where both rules agree
+                      for rule in CONFIRMED} for method in ("lp", "ft")}  # one rerun where both rules agree
     assert sorted(added.groupby("trial_id")["seed"].first()) == sorted([1, 2] * sum(map(len, picks.values())))
     for method in ("lp", "ft"):
         rows = added[added["method"] == method]
@@ -39,7 +42,7 @@ def test_confirm_reruns_each_selected_configuration_on_new_seeds(confirmed):
             chosen, again = searched["chosen"][rule][method], report["chosen"][rule][method]
             assert (again["config"], again["epoch"]) == (chosen["config"], chosen["epoch"]), "the search still picks"
             assert report["selection"][rule][method]["id_test"]["n"] == 3, "the tables count every seed"
-            assert select(table, method, rule).criterion == pytest.approx(chosen["criterion"])
+            assert select(table, method, rule, small).criterion == pytest.approx(chosen["criterion"])
     assert report["trials"]["total"] == searched["trials"]["total"] + added["trial_id"].nunique()
 
 

@@ -122,7 +122,7 @@ def write_fixture(name: str, root, tmp_path):
 def test_preset_runs_its_first_epoch_of_lp_and_ft_on_official_files(name, tmp_path, cache_dir, moco_checkpoint):
     root = tmp_path / "data"
     write_fixture(name, root, tmp_path)
-    study = preset(name, "methods.ft.batch_size=4", data_root=str(root))
+    study = preset(name, "methods.ft.batch_size=4", "methods.lpft.batch_size=4", data_root=str(root))
     if study.backbone == "resnet50-moco":
         weights = moco_checkpoint[0]
     else:

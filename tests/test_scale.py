@@ -30,7 +30,7 @@ def test_the_driver_builds_no_model_and_extracts_nothing(toy_study):
 def test_lp_trials_share_one_path_and_match_one_cold_solve_each(toy_study):
     study_dir, _, _, _, cache = toy_study
     heads = list((cache / "features").glob("*-lp-" + "?" * 16 + ".pt"))
-    scores = list((cache / "features").glob("*-lp-scores-*.pt"))
+    scores = list((cache / "features").glob("*-lp-scores*-*.pt"))
     assert len(heads) == len(scores) == 1, "one warm-started path, scored once, for the whole grid and both seeds"
     table = read_table(study_dir)
     lp = table[(table["method"] == "lp") & (table["split"] != "train")]

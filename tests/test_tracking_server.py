@@ -97,8 +97,8 @@ def test_a_study_outlives_its_tracking_server_and_mlflow_catches_up(tmp_path, ca
     table, client = read_table(study_dir), MlflowClient(server.url)
     experiment = client.get_experiment_by_name("away").experiment_id
     (parent,) = client.search_runs([experiment], "tags.lpft_role = 'study'")
-    children = {run.data.tags["trial_id"]: run for run in client.search_runs([experiment], "tags.lpft_role != 'study'")
-                if "trial_id" in run.data.tags}
+    children = {run.data.tags["trial_id"]: run for run in client.search_runs(
+        [experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")}
     assert set(children) == set(table["trial_id"]) and parent.info.status == "FINISHED"
     for trial_id, rows in table.groupby("trial_id"):
         logged = {m.step for m in client.get_metric_history(children[trial_id].info.run_id, "id_val/loss")}

@@ -344,17 +344,27 @@ def linear_probe(features: Features, *, l2: float, num_classes: int, path: Seque
                       extras={"head_norm": result["head_norm"]})
 
 
-_LAST_READ: dict[Path, list] = {}
+_LAST_READ: dict[tuple, list] = {}
 
 
 def _read_once(file: Path, compute) -> list:
     """The scored path in ``file``, read once per process: Tune reuses a worker for trial after trial of the same
-    path, and reading 50 heads' scores costs 30 ms, more than the rest of an LP trial. The file's name is a hash of
-    what made it, so what it holds never changes; only the last path read is kept."""
-    if file not in _LAST_READ:
+    path, and reading 50 heads' scores costs 30 ms, more than the rest of an LP trial. Kept by the file's identity
+    on disk, so a cache cleared or rewritten is read (or made) again; only the last path read is kept."""
+    scored = _LAST_READ.get(_identity(file))
+    if scored is None:
+        scored = cached(file, compute)
         _LAST_READ.clear()
-        _LAST_READ[file] = cached(file, compute)
-    return _LAST_READ[file]
+        _LAST_READ[_identity(file)] = scored
+    return scored
+
+
+def _identity(file: Path) -> tuple | None:
+    try:
+        stat = file.stat()
+    except FileNotFoundError:
+        return None
+    return file, stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 def _scored(fit: ProbeFit, features: Features, class_subsets: dict, device, task: str) -> dict:
