@@ -7,8 +7,12 @@ import contextlib
 import io
 import json
 import os
+import signal
 import socket
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import torch
@@ -67,6 +71,39 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class MlflowServer:
+    """`mlflow server` on 127.0.0.1:port over one SQLite store, which can be stopped and started again. Its job
+    runner (eight worker processes for MLflow's GenAI jobs, 2 GiB) is off: a tracking server needs none."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.port, self.process = folder, free_port(), None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "MlflowServer":
+        self.process = subprocess.Popen(
+            ["mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
+             "--artifacts-destination", str(self.folder / "artifacts")],
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2):
+                    return self
+            except OSError:
+                assert self.process.poll() is None, self.process.stderr.read()[-2000:]
+                time.sleep(0.3)
+        raise AssertionError("mlflow server did not come up")
+
+    def stop(self) -> None:
+        """Gone at once, with every process it started, as a crashed or rebooted server is (a graceful stop waits
+        seconds for idle connections)."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
 
 
 def make_backbone(cache_dir, num_classes: int, seed: int = 0):

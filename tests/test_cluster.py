@@ -7,38 +7,21 @@ import shutil
 import subprocess
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import ROOT, free_port
+from helpers import ROOT, MlflowServer, free_port
 from study.results import read_table
 
 
 @pytest.fixture
 def mlflow_server(tmp_path):
-    port = free_port()
-    server = subprocess.Popen(["mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                               "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-                               "--artifacts-destination", str(tmp_path / "server-artifacts")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            assert server.poll() is None, server.stderr.read()[-2000:]
-            assert time.monotonic() < deadline, "mlflow server did not come up"
-            time.sleep(0.5)
-    yield url
-    server.terminate()
-    server.wait(timeout=30)
+    server = MlflowServer(tmp_path).start()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture
@@ -88,10 +71,15 @@ def test_ray_job_submit_runs_the_smoke_study_on_a_token_protected_head(ray_head,
     assert refused.returncode != 0, "a wrong token must be refused: token authentication is on"
 
     results = tmp_path / "results"  # one machine here; on a cluster, a path (or URI) every node shares
-    ray_job(address, env, "submit", "--submission-id", "smoke-1", "--working-dir", ".", "--no-wait", "--",
-            "study", "run", "search_spaces/smoke.yaml", "--results-dir", str(results), "--cache-dir", str(cache_dir),
-            "--tracking-uri", mlflow_server, "--no-progress",
-            "--set", "methods={lp: {l2: [0.001]}, ft: {lr: [0.03], epochs: 1}}")
+    submit = ["--submission-id", "smoke-1", "--working-dir", ".", "--no-wait", "--",
+              "study", "run", "search_spaces/smoke.yaml", "--results-dir", str(results), "--cache-dir", str(cache_dir),
+              "--tracking-uri", mlflow_server, "--no-progress",
+              "--set", "methods={lp: {l2: [0.001]}, ft: {lr: [0.03], epochs: 1}}"]
+    deadline = time.monotonic() + 60
+    while "No available agent" in (done := ray_job(address, env, "submit", *submit, check=False)).stderr:
+        assert time.monotonic() < deadline, "the head's job agent never came up"
+        time.sleep(1)  # a head just started: its job agent is still starting ("please try again later")
+    assert done.returncode == 0, done.stderr[-2000:]
     status = wait_for_job(address, env, "smoke-1")
     done = ray_job(address, env, "logs", "smoke-1")
     logs = done.stdout + done.stderr

@@ -2,51 +2,31 @@
 the same store, stopped again before the study ends. The study never fails; MLflow catches up while it runs, and
 `study report` logs what the end missed; at the end MLflow holds every epoch of every trial the results table
 holds."""
-import subprocess
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import free_port, run_study_here
+from helpers import MlflowServer, run_study_here
 from study.results import read_table, table_dir
 from study.sync import PENDING
 
 
-class Server:
-    """`mlflow server` on 127.0.0.1:port over one SQLite store, which can be stopped and started again."""
-
-    def __init__(self, folder: Path):
-        self.folder, self.port, self.process = folder, free_port(), None
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> "Server":
-        self.process = subprocess.Popen(
-            ["mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
-             "--artifacts-destination", str(self.folder / "artifacts")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2):
-                    return self
-            except OSError:
-                time.sleep(0.3)
-        raise AssertionError("mlflow server did not come up")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
+@pytest.fixture
+def server(tmp_path):
+    server = MlflowServer(tmp_path)
+    yield server
+    server.stop()
 
 
 def parts(study_dir: Path) -> int:
     return len(list(table_dir(study_dir).glob("*.parquet"))) if table_dir(study_dir).is_dir() else 0
 
 
-def test_a_study_outlives_its_tracking_server_and_mlflow_catches_up(tmp_path, cache_dir, monkeypatch, capsys):
+def test_a_study_outlives_its_tracking_server_and_mlflow_catches_up(tmp_path, cache_dir, server, monkeypatch,
+                                                                    capsys):
     monkeypatch.setenv("LPFT_MLFLOW_RETRY_S", "1")
     import study.sync as sync
 
@@ -54,7 +34,7 @@ def test_a_study_outlives_its_tracking_server_and_mlflow_catches_up(tmp_path, ca
     import study.tune.callbacks as callbacks
 
     monkeypatch.setattr(callbacks, "RETRY_S", 1.0)
-    server = Server(tmp_path).start()
+    server.start()
     study_dir = tmp_path / "results" / "away"
     events = []
 
