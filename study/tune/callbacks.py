@@ -70,7 +70,7 @@ class ResultsTableCallback(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._finish(trial, outcome_of(trial))
-        _forget_running_averages(trial)
+        _forget_per_metric_statistics(trial)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._finish(trial, "failed")
@@ -89,14 +89,16 @@ class ResultsTableCallback(Callback):
                     seed=spec.seed, hparams=spec.hparams)
 
 
-def _forget_running_averages(trial) -> None:
-    """Drop what Tune keeps per metric of a trial to average its last 5 and 10 reports: two deques per metric,
-    90 KiB for a trial's 50 metrics, kept for every finished trial, though a finished trial reports no more. Its
-    min, max, mean and last value stay. Never for a trial that failed: ``study resume`` runs it again, and Tune
-    would append to its deques. (A private structure of Tune's, so only if it is there.)"""
+def _forget_per_metric_statistics(trial) -> None:
+    """Drop what Tune keeps per metric of a finished trial, though it reports no more: its max, min, mean and last
+    value, and two deques to average its last 5 and 10 reports (110 KiB for a trial's 50 metrics, and a share of the
+    trial's cached JSON). The search metric's stay (what ``ResultGrid.get_best_result(scope=...)`` reads), as does
+    the trial's last result. Never for a trial that failed: ``study resume`` runs it again. (A private structure of
+    Tune's, so only if it is there.)"""
     metadata = getattr(trial, "run_metadata", None)
-    if isinstance(getattr(metadata, "metric_n_steps", None), dict):
-        metadata.metric_n_steps = {}
+    for name in ("metric_analysis", "metric_n_steps"):
+        if isinstance(statistics := getattr(metadata, name, None), dict):
+            setattr(metadata, name, {SEARCH_METRIC: statistics[SEARCH_METRIC]} if SEARCH_METRIC in statistics else {})
 
 
 class MlflowTrialsCallback(Callback):
