@@ -32,8 +32,8 @@ def workers(driver: psutil.Process) -> list[psutil.Process]:
         return []
 
 
-def check(results: Path, name: str) -> list[str]:
-    """Every broken promise, one line each."""
+def check(results: Path, name: str) -> tuple[list[str], dict[str, int]]:
+    """(every broken promise, one line each; how many trials ended how)."""
     from study.results import read_table
 
     table, problems = read_table(results / name), []
@@ -48,11 +48,15 @@ def check(results: Path, name: str) -> list[str]:
             problems.append(f"{trial_id}: epochs {epochs}")
     client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(name).experiment_id
-    for run in client.search_runs([experiment], "tags.lpft_role != 'study'"):
+    (parent,) = client.search_runs([experiment], "tags.lpft_role = 'study'")
+    children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    if sorted(run.data.tags["trial_id"] for run in children) != sorted(outcomes.index):
+        problems.append("MLflow's child runs are not the table's trials")
+    for run in children:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "id_val/acc")]
         if len(steps) != len(set(steps)):
             problems.append(f"{run.data.tags.get('trial_id')}: MLflow holds an epoch twice")
-    return problems
+    return problems, outcomes.value_counts().to_dict()
 
 
 def main() -> None:
@@ -67,18 +71,20 @@ def main() -> None:
         command = [sys.executable, "-m", "study.cli", "run", args.config, "--name", "chaos", "--results-dir",
                    str(results), "--no-progress", *[item for value in overrides for item in ("--set", value)]]
         start, kills, rng = time.monotonic(), 0, random.Random(0)
-        with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as study:
+        log = results / "driver.stderr"  # a file: a pipe read only at the end fills up and blocks the driver
+        with log.open("w") as stderr, subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr) as study:
             driver = psutil.Process(study.pid)
             while study.poll() is None:
                 time.sleep(args.every)
                 if found := workers(driver):
                     rng.choice(found).kill()
                     kills += 1
-            err = study.stderr.read()
+        err = log.read_text()
         if study.returncode:
             sys.exit(f"the study failed (exit {study.returncode}): {err[-2000:]}")
-        problems = check(results, "chaos")
-    print(f"{kills} trial workers killed in {time.monotonic() - start:.0f} s; "
+        problems, ended = check(results, "chaos")
+    print(f"{kills} trial workers killed in {time.monotonic() - start:.0f} s; trials "
+          + ", ".join(f"{count} {outcome}" for outcome, count in sorted(ended.items())) + "; "
           + ("every promise kept" if not problems else "broken: " + "; ".join(problems)))
     sys.exit(1 if problems else 0)
 

@@ -82,19 +82,21 @@ class MlflowServer:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "MlflowServer":
-        self.process = subprocess.Popen(
-            ["mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
-             "--artifacts-destination", str(self.folder / "artifacts")],
-            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        log = self.folder / "server.log"  # a file, not a pipe: a pipe nobody reads fills up and blocks the server
+        with log.open("a") as stderr:
+            self.process = subprocess.Popen(
+                ["mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+                 "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
+                 "--artifacts-destination", str(self.folder / "artifacts")],
+                env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+                stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=2):
                     return self
             except OSError:
-                assert self.process.poll() is None, self.process.stderr.read()[-2000:]
+                assert self.process.poll() is None, log.read_text()[-2000:]
                 time.sleep(0.3)
         raise AssertionError("mlflow server did not come up")
 

@@ -1,6 +1,7 @@
 """Cluster submission as a user does it: `ray start --head` on 127.0.0.1 with token authentication on, a real
 `mlflow server` on 127.0.0.1 as the tracking server, then `ray job submit --working-dir . -- study run
 search_spaces/smoke.yaml --tracking-uri http://... ...`, then the results, and the MLflow runs read back over HTTP."""
+import contextlib
 import os
 import secrets
 import shutil
@@ -26,21 +27,30 @@ def mlflow_server(tmp_path):
 
 @pytest.fixture
 def ray_head():
-    """A one-node Ray cluster of its own (own temp dir, own token), stopped and removed afterwards."""
+    """A one-node Ray cluster of its own (own temp dir, own token, own ports: the session's local Ray, or a user's,
+    holds Ray's default ones), in a session of its own so that every process it starts is stopped afterwards (its
+    agents rename themselves, and `ray stop` would stop every Ray on the machine)."""
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths live under it
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     env.pop("RAY_ADDRESS", None)
     dashboard = free_port()
-    subprocess.run(["ray", "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(free_port()),
-                    "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--num-cpus", "2",
-                    "--temp-dir", temp_dir, "--disable-usage-stats"],
-                   env=env, check=True, capture_output=True, timeout=120)
+    ports = [f"--{name}={free_port()}" for name in ("port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                                    "runtime-env-agent-port", "ray-client-server-port",
+                                                    "metrics-export-port")]
+    start = subprocess.Popen(["ray", "start", "--head", "--node-ip-address", "127.0.0.1", *ports,
+                              "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--num-cpus", "2",
+                              "--temp-dir", temp_dir, "--disable-usage-stats"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+    output, _ = start.communicate(timeout=120)
     try:
+        assert start.returncode == 0, output[-2000:]
         yield f"http://127.0.0.1:{dashboard}", env
     finally:
-        for process in psutil.process_iter(["cmdline"]):  # this cluster's processes only, not `ray stop`'s all
-            if temp_dir in " ".join(process.info["cmdline"] or []):
-                process.kill()
+        for process in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                if os.getsid(process.pid) == start.pid:
+                    process.kill()
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 

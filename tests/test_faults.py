@@ -26,10 +26,20 @@ TRIALS = 2
 
 
 def start_study(results: Path, name: str, *args) -> subprocess.Popen:
+    """The driver in its own process group (it and the Ray it starts), its standard error written to a file
+    (``stderr_of``): a pipe nobody reads while the study runs fills up with Tune's table of each failed trial, and
+    the driver blocks on its next line."""
     command = study_command("run", ROOT / "search_spaces" / "smoke.yaml", "--results-dir", results, "--name", name,
                             "--no-progress", *args)
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # its own process group: the driver and the Ray it started
+    log = results / f"{name}.stderr"
+    with log.open("w") as stderr:
+        driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+    driver.stderr_file = log
+    return driver
+
+
+def stderr_of(driver: subprocess.Popen) -> str:
+    return driver.stderr_file.read_text()
 
 
 def trial_parts(study_dir: Path) -> dict[str, pd.DataFrame]:
@@ -48,7 +58,7 @@ def wait_for(condition, process: subprocess.Popen, timeout: float = 300):
         value = condition()
         if value:
             return value
-        assert process.poll() is None, f"the study ended before the fault: {process.stderr.read()[-2000:]}"
+        assert process.poll() is None, f"the study ended before the fault: {stderr_of(process)[-2000:]}"
         time.sleep(0.2)
     raise TimeoutError("the study never reached the state to inject the fault")
 
@@ -182,7 +192,8 @@ def test_chaos_workers_killed_again_and_again_then_a_stopped_study_resumes_as_if
     reported = read_table(study_dir)
     start = time.monotonic()
     driver.send_signal(signal.SIGTERM)
-    _, err = driver.communicate(timeout=120)
+    driver.wait(timeout=120)
+    err = stderr_of(driver)
     if driver.returncode == 0:  # the study outran the stop: nothing left to resume, still nothing lost
         assert "study resume" not in err
     else:
