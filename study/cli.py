@@ -72,14 +72,14 @@ def _moved(args) -> dict:
 def _resume(args) -> int:
     from study.tune.runner import resume_study
 
-    folder = _study_folder(args)
+    folder = _study_folder(args.study_dir)
     return _until_report(lambda: resume_study(folder, progress=not args.no_progress, **_moved(args)), args)
 
 
 def _confirm(args) -> int:
     from study.tune.confirm import confirm_study
 
-    folder = _study_folder(args)
+    folder = _study_folder(args.study_dir)
     return _until_report(lambda: confirm_study(folder, args.seeds, progress=not args.no_progress, **_moved(args)),
                          args)
 
@@ -131,11 +131,7 @@ def _compare(args) -> int:
     from study.analysis.report import study_summary
     from study.manage import compare_text
 
-    reports = []
-    for folder in (Path(args.first), Path(args.second)):
-        if not (folder / "config.yaml").is_file():
-            raise UserError(f"{folder}: not a study folder; pass two folders written by `study run`")
-        reports.append(_user_errors(lambda: study_summary(folder)))
+    reports = [_user_errors(lambda: study_summary(_study_folder(path))) for path in (args.first, args.second)]
     print(compare_text(*reports))
     return 0
 
@@ -144,10 +140,7 @@ def _export(args) -> int:
     from study.analysis.report import study_summary
     from study.manage import export_text
 
-    folder = Path(args.study_dir)
-    if not (folder / "config.yaml").is_file():
-        raise UserError(f"{folder}: not a study folder; pass one written by `study run`")
-    report = _user_errors(lambda: study_summary(folder))
+    report = _user_errors(lambda: study_summary(_study_folder(args.study_dir)))
     text = export_text(report, args.format)
     if args.output:
         Path(args.output).write_text(text)
@@ -169,10 +162,11 @@ def _user_errors(work):
         raise UserError(str(error)) from None
 
 
-def _study_folder(args) -> Path:
+def _study_folder(path: str) -> Path:
+    """``path``, if it is a study's folder; else the one line that says what to pass."""
     from study.tune.runner import CONFIG_FILE
 
-    folder = Path(args.study_dir)
+    folder = Path(path)
     if not (folder / CONFIG_FILE).is_file():
         raise UserError(f"{folder / CONFIG_FILE}: not found; pass the folder of a study started by `study run` "
                         "(results/<study name>)")
@@ -227,7 +221,7 @@ def _mlflow_ui_command(study) -> str:
 def _soup(args) -> int:
     from study.tune.runner import soup_study
 
-    folder = _study_folder(args)
+    folder = _study_folder(args.study_dir)
     return _until_report(lambda: soup_study(folder, progress=not args.no_progress, **_moved(args)), args)
 
 

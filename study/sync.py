@@ -63,7 +63,7 @@ def catch_up(tracker, study_dir: Path, seeds: tuple[int, ...], searched: dict[st
              inputs: list, trial_ids=None) -> int:
     """Log what the pending trials (or ``trial_ids``) have in the results table and their child runs lack; returns
     how many epochs it logged. Raises whatever MLflow raises while the server does not answer."""
-    from study.results import hparam_columns, read_trial_rows, table_dir
+    from study.results import hparam_columns, table_dir
     import pandas as pd
 
     ids = pending(study_dir)["trials"] if trial_ids is None else list(trial_ids)
@@ -73,7 +73,7 @@ def catch_up(tracker, study_dir: Path, seeds: tuple[int, ...], searched: dict[st
         if not part.is_file():
             continue
         frame = pd.read_parquet(part)
-        outcome, rows = frame["outcome"].iloc[0], read_trial_rows(study_dir, trial_id)
+        outcome, rows = frame["outcome"].iloc[0], frame.drop(columns="outcome").to_dict("records")
         first = rows[0]
         names = [name for name in hparam_columns(frame) if frame[name].notna().all()]
         hparams = {name: first[name].item() if hasattr(first[name], "item") else first[name] for name in names}

@@ -139,9 +139,9 @@ class MlflowTrialsCallback(Callback):
         return self._runs[trial.trial_id]
 
     def _attempt(self, trial, action) -> None:
-        """``action()``, unless the server is being left alone or the trial is behind (then the table catches it
-        up); a server that does not answer marks the trial pending instead of stopping the study."""
-        if not self._caught_up() or trial.trial_id in pending(self.study_dir)["trials"]:
+        """``action()``, unless the server is being left alone (then the table catches the trial up later); a server
+        that does not answer marks the trial pending instead of stopping the study."""
+        if not self._caught_up():
             mark_pending(self.study_dir, [trial.trial_id])
             return
         try:

@@ -47,12 +47,11 @@ class StudyLock:
         try:
             fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            holder = self._holder()
+            busy = self._busy()
             self.handle.close()
             self.handle = None
             self._undo()
-            raise StudyBusy(f"{self.folder}: the study is running now ({holder}); wait for it to end, or pass --name "
-                            "NEW_NAME for another study") from None
+            raise busy from None
         self.handle.seek(0)
         self.handle.truncate()
         self.handle.write(json.dumps({"pid": os.getpid(), "host": platform.node(), "command": self.command,
@@ -94,12 +93,15 @@ class StudyLock:
         except (OSError, ValueError, KeyError):
             return "another process"
 
+    def _busy(self) -> StudyBusy:
+        return StudyBusy(f"{self.folder}: the study is running now ({self._holder()}); wait for it to end, or pass "
+                         "--name NEW_NAME for another study")
+
     def _busy_or_exists(self) -> Exception:
         from study.tune.runner import StudyExists
 
         if is_locked(self.folder):
-            return StudyBusy(f"{self.folder}: the study is running now ({self._holder()}); wait for it to end, or "
-                             "pass --name NEW_NAME for another study")
+            return self._busy()
         return StudyExists(f"{self.folder} already holds a study named {self.folder.name!r}; `study resume "
                            f"{self.folder}` continues it, or pass --name NEW_NAME for a new one")
 

@@ -373,11 +373,9 @@ def report_study(study_dir: Path, **settings) -> tuple[dict, str, str | None, st
     tracker = StudyTracker.find(study) if study is not None else None
     if tracker is not None:
         tracker.end_if_driver_died()
-    if tracker is not None and (pending(study_dir)["trials"] or pending(study_dir)["report"]):
-        catch_up(tracker, study_dir, study.seeds, {m: study.searched(m) for m in study.methods},
-                 split_inputs_of(study))
-        for name in (CONFIG_FILE, "manifest.json"):
-            tracker.client.log_artifact(tracker.parent_id, str(Path(study_dir) / name))
+    missed = pending(study_dir)
+    if tracker is not None and (missed["trials"] or missed["report"]):
+        _log_what_mlflow_lacks(study, tracker)
         if not is_locked(study_dir):  # a study that is not running is over: its parent run says how it ended
             tracker.end_parent("FINISHED" if not _unfinished_table(study_dir) else "KILLED")
         clear_pending(study_dir)
@@ -467,11 +465,7 @@ def _log_the_end(study: StudyConfig, tracker: StudyTracker, status: str, report:
     and report, the runs' statuses. A server that does not answer costs MLflow, never the study: one line says what
     it lacks and which command logs it."""
     try:
-        if pending(study.study_dir)["trials"]:
-            catch_up(tracker, study.study_dir, study.seeds, {m: study.searched(m) for m in study.methods},
-                     split_inputs_of(study))
-        for name in (CONFIG_FILE, "manifest.json"):
-            tracker.client.log_artifact(tracker.parent_id, str(study.study_dir / name))
+        _log_what_mlflow_lacks(study, tracker)
         if report is not None:
             tracker.log_artifacts(study.study_dir / REPORT_DIR, REPORT_DIR)
             tracker.log_answer(report)
@@ -486,6 +480,16 @@ def _log_the_end(study: StudyConfig, tracker: StudyTracker, status: str, report:
             pass
         print(f"warning: {describe_missing(study.study_dir, tracker.uri) or 'MLflow did not take the end of the study'}"
               f"; `study report {study.study_dir}` logs what it lacks", file=sys.stderr)
+
+
+def _log_what_mlflow_lacks(study: StudyConfig, tracker: StudyTracker) -> None:
+    """The epochs of the trials MLflow missed while its server was away (``study.sync``), from the results table,
+    and the study's config and manifest as its parent run's artifacts."""
+    if pending(study.study_dir)["trials"]:
+        catch_up(tracker, study.study_dir, study.seeds, {m: study.searched(m) for m in study.methods},
+                 split_inputs_of(study))
+    for name in (CONFIG_FILE, "manifest.json"):
+        tracker.client.log_artifact(tracker.parent_id, str(study.study_dir / name))
 
 
 def split_inputs_of(study: StudyConfig) -> list:
